@@ -1,0 +1,42 @@
+# Two commands do all the set-up: `make run` and `make test`. Everything installs into .venv.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+INSTALLED := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+.PHONY: help install run test lint format constraints bench clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(INSTALLED): $(PY) setup.cfg pyproject.toml constraints.txt
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $@
+
+install: $(INSTALLED) ## Create .venv and install the project with its dev tools (pinned by constraints.txt)
+
+run: $(INSTALLED) ## Start MLflow on :5000, register the default model if needed, serve the API on :8000
+	$(PY) -m registry_scripts.local_stack
+
+test: $(INSTALLED) ## Run the whole test suite against real MLflow, uvicorn and PostgreSQL
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(INSTALLED) ## Check style and formatting with ruff
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+format: $(INSTALLED) ## Apply ruff's fixes and formatting
+	$(PY) -m ruff check --fix .
+	$(PY) -m ruff format .
+
+constraints: $(PY) ## Re-pin constraints.txt from a fresh resolution of setup.cfg
+	$(PY) -m pip install --quiet --upgrade -e '.[dev]'
+	$(PY) -m pip freeze --exclude-editable --exclude registry-serve | grep -v '^pip==' > constraints.txt
+
+clean: ## Remove .venv, caches and make run's data
+	rm -rf $(VENV) .data .pytest_cache .ruff_cache *.egg-info

@@ -1,0 +1,112 @@
+"""The pyfunc model: a fitted scikit-learn classifier behind MLflow's `PythonModel` interface.
+
+Two entry points give the same answers:
+- `predict` (MLflow's): a pandas frame in, a frame with the contract's output columns out;
+- `predict_array` (the server's fast path): a float64 array already in feature order in, plain
+  arrays out, with no pandas and no schema work, since the caller has validated the input.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import numpy as np
+import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.pyfunc import PythonModel, PythonModelContext
+from sklearn.base import ClassifierMixin
+
+from model_wrapper.contract import LABEL_COLUMN, PREDICTION_COLUMN, probability_column
+from model_wrapper.description import ModelDescription
+from model_wrapper.estimator_io import load_estimator
+
+ESTIMATOR_ARTIFACT = "estimator"
+DESCRIPTION_ARTIFACT = "description"
+
+
+class Prediction(NamedTuple):
+    """Predictions for n rows: class values, class names, and the (n, classes) probabilities."""
+
+    classes: np.ndarray
+    labels: np.ndarray
+    probabilities: np.ndarray
+
+
+class SklearnClassifierModel(PythonModel):
+    """Serves any fitted scikit-learn classifier that has `predict_proba`."""
+
+    def __init__(self) -> None:
+        self._estimator: ClassifierMixin | None = None
+        self._description: ModelDescription | None = None
+
+    @classmethod
+    def from_estimator(
+        cls, estimator: ClassifierMixin, description: ModelDescription
+    ) -> SklearnClassifierModel:
+        """Build a ready model in-process (training and tests), without MLflow artifacts."""
+        model = cls()
+        model._bind(estimator, description)
+        return model
+
+    def load_context(self, context: PythonModelContext) -> None:
+        self._bind(
+            load_estimator(context.artifacts[ESTIMATOR_ARTIFACT]),
+            ModelDescription.load(context.artifacts[DESCRIPTION_ARTIFACT]),
+        )
+
+    def _bind(self, estimator: ClassifierMixin, description: ModelDescription) -> None:
+        fitted = tuple(int(c) for c in estimator.classes_)
+        if fitted != description.classes:
+            raise ValueError(
+                f"estimator classes {fitted} differ from the description's {description.classes}"
+            )
+        self._estimator = estimator
+        self._description = description
+        self._classes = np.asarray(description.classes, dtype=np.int64)
+        self._labels = np.asarray(description.class_names, dtype=object)
+        self._output_names = [probability_column(n) for n in description.class_names]
+
+    @property
+    def description(self) -> ModelDescription:
+        if self._description is None:
+            raise RuntimeError("model is not loaded")
+        return self._description
+
+    @property
+    def estimator(self) -> ClassifierMixin:
+        if self._estimator is None:
+            raise RuntimeError("model is not loaded")
+        return self._estimator
+
+    def predict_array(self, features: np.ndarray) -> Prediction:
+        """Predict rows of a (n, features) float64 array in the description's feature order."""
+        probabilities = self.estimator.predict_proba(features)
+        index = probabilities.argmax(axis=1)
+        return Prediction(self._classes[index], self._labels[index], probabilities)
+
+    def predict(
+        self,
+        context: PythonModelContext | None,
+        model_input: pd.DataFrame,
+        params: dict[str, Any] | None = None,
+    ) -> pd.DataFrame:
+        """MLflow's entry point; the frame has passed MLflow's schema enforcement already."""
+        names = list(self.description.feature_names)
+        features = model_input.loc[:, names].to_numpy(dtype=np.float64)
+        finite = np.isfinite(features)
+        if not finite.all():
+            rows, columns = np.nonzero(~finite)
+            raise MlflowException.invalid_parameter_value(
+                f"feature {names[columns[0]]!r} must be a finite number (row {int(rows[0])})"
+            )
+        return self.to_frame(self.predict_array(features))
+
+    def to_frame(self, prediction: Prediction) -> pd.DataFrame:
+        """Lay a prediction out in the contract's output columns."""
+        columns: dict[str, np.ndarray] = {
+            PREDICTION_COLUMN: prediction.classes,
+            LABEL_COLUMN: prediction.labels,
+        }
+        for position, name in enumerate(self._output_names):
+            columns[name] = prediction.probabilities[:, position]
+        return pd.DataFrame(columns)

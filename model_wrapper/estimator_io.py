@@ -1,0 +1,42 @@
+"""Saving and loading the estimator with skops, never pickle.
+
+skops reconstructs objects from an explicit description instead of executing a pickle stream.
+Types skops does not trust by default must be named here; anything else in a file is refused,
+at save time (so we never write what we will not read) and at load time (so a tampered
+artifact fails loudly rather than running code).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import skops.io as sio
+from sklearn.base import BaseEstimator
+
+# Types beyond skops' defaults that our estimators contain. Tree-based models store their
+# fitted trees in this Cython class; it holds arrays only and executes nothing on load.
+TRUSTED_TYPES: frozenset[str] = frozenset({"sklearn.tree._tree.Tree"})
+
+
+class UntrustedArtifactError(ValueError):
+    """An estimator file contains types outside the allowlist."""
+
+
+def _check_trusted(untrusted: list[str], where: str) -> None:
+    unknown = sorted(set(untrusted) - TRUSTED_TYPES)
+    if unknown:
+        raise UntrustedArtifactError(f"{where} contains types that are not trusted: {unknown}")
+
+
+def save_estimator(estimator: BaseEstimator, path: Path) -> None:
+    """Write `estimator` to `path` in skops format, refusing types we would not load."""
+    data = sio.dumps(estimator)
+    _check_trusted(sio.get_untrusted_types(data=data), type(estimator).__name__)
+    path.write_bytes(data)
+
+
+def load_estimator(path: str | Path) -> BaseEstimator:
+    """Read an estimator written by `save_estimator`, refusing unknown types."""
+    untrusted = sio.get_untrusted_types(file=path)
+    _check_trusted(untrusted, str(path))
+    return sio.load(path, trusted=untrusted)

@@ -1,0 +1,72 @@
+"""Logging a fitted classifier as an MLflow pyfunc model (and optionally registering it)."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Sequence
+from importlib import metadata
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+from mlflow.models.model import ModelInfo
+from sklearn.base import ClassifierMixin
+
+from model_wrapper import contract
+from model_wrapper.classifier import DESCRIPTION_ARTIFACT, ESTIMATOR_ARTIFACT
+from model_wrapper.description import ModelDescription
+from model_wrapper.estimator_io import save_estimator
+
+MODEL_CODE_PATH = Path(__file__).with_name("model_code.py")
+
+# Pinned at logging time so `mlflow models serve` and friends rebuild the same environment.
+# Listing them explicitly also spares MLflow's slow requirement inference (a model load in a
+# subprocess). `registry-serve` itself provides `model_wrapper`, which the model code imports.
+_REQUIREMENTS = ("mlflow", "scikit-learn", "skops", "numpy", "pandas")
+
+
+def _pip_requirements() -> list[str]:
+    return [f"{name}=={metadata.version(name)}" for name in _REQUIREMENTS]
+
+
+def describe(estimator: ClassifierMixin, class_names: Sequence[str]) -> ModelDescription:
+    """The description of a fitted estimator over the contract's features."""
+    return ModelDescription(
+        feature_names=contract.FEATURE_NAMES,
+        classes=tuple(int(c) for c in estimator.classes_),
+        class_names=tuple(class_names),
+        estimator=f"{type(estimator).__module__}.{type(estimator).__qualname__}",
+    )
+
+
+def log_classifier(
+    estimator: ClassifierMixin,
+    *,
+    class_names: Sequence[str],
+    input_example: pd.DataFrame,
+    name: str = "model",
+    registered_model_name: str | None = None,
+) -> ModelInfo:
+    """Log `estimator` in the active run as a pyfunc model with the contract's signature.
+
+    `input_example` is a few rows with the contract's feature columns; MLflow stores it with
+    the model, and the server uses it to check a version before serving it.
+    """
+    description = describe(estimator, class_names)
+    with tempfile.TemporaryDirectory() as tmp:
+        estimator_path = Path(tmp, "estimator.skops")
+        description_path = Path(tmp, "description.json")
+        save_estimator(estimator, estimator_path)
+        description.save(description_path)
+        return mlflow.pyfunc.log_model(
+            name=name,
+            python_model=str(MODEL_CODE_PATH),
+            artifacts={
+                ESTIMATOR_ARTIFACT: str(estimator_path),
+                DESCRIPTION_ARTIFACT: str(description_path),
+            },
+            signature=contract.signature(class_names),
+            input_example=input_example.loc[:, list(contract.FEATURE_NAMES)],
+            pip_requirements=_pip_requirements(),
+            registered_model_name=registered_model_name,
+        )
