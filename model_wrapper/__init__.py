@@ -7,7 +7,7 @@ The server imports it; it never imports the server.
 from model_wrapper.classifier import Prediction, SklearnClassifierModel
 from model_wrapper.contract import FEATURE_COUNT, FEATURE_NAMES, output_columns
 from model_wrapper.description import ModelDescription
-from model_wrapper.export import log_classifier
+from model_wrapper.export import log_classifier, save_classifier
 
 __all__ = [
     "FEATURE_COUNT",
@@ -17,4 +17,5 @@ __all__ = [
     "SklearnClassifierModel",
     "log_classifier",
     "output_columns",
+    "save_classifier",
 ]

@@ -1,11 +1,13 @@
-"""Logging a fitted classifier as an MLflow pyfunc model (and optionally registering it)."""
+"""Writing a fitted classifier as an MLflow pyfunc model: logged to a run, or saved to a folder."""
 
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import mlflow
 import pandas as pd
@@ -39,6 +41,28 @@ def describe(estimator: ClassifierMixin, class_names: Sequence[str]) -> ModelDes
     )
 
 
+@contextmanager
+def _pyfunc_arguments(
+    estimator: ClassifierMixin, class_names: Sequence[str], input_example: pd.DataFrame
+) -> Iterator[dict[str, Any]]:
+    """The keyword arguments MLflow's `log_model` and `save_model` share, with artifact files."""
+    with tempfile.TemporaryDirectory() as tmp:
+        estimator_path = Path(tmp, "estimator.skops")
+        description_path = Path(tmp, "description.json")
+        save_estimator(estimator, estimator_path)
+        describe(estimator, class_names).save(description_path)
+        yield {
+            "python_model": str(MODEL_CODE_PATH),
+            "artifacts": {
+                ESTIMATOR_ARTIFACT: str(estimator_path),
+                DESCRIPTION_ARTIFACT: str(description_path),
+            },
+            "signature": contract.signature(class_names),
+            "input_example": input_example.loc[:, list(contract.FEATURE_NAMES)],
+            "pip_requirements": _pip_requirements(),
+        }
+
+
 def log_classifier(
     estimator: ClassifierMixin,
     *,
@@ -52,21 +76,13 @@ def log_classifier(
     `input_example` is a few rows with the contract's feature columns; MLflow stores it with
     the model, and the server uses it to check a version before serving it.
     """
-    description = describe(estimator, class_names)
-    with tempfile.TemporaryDirectory() as tmp:
-        estimator_path = Path(tmp, "estimator.skops")
-        description_path = Path(tmp, "description.json")
-        save_estimator(estimator, estimator_path)
-        description.save(description_path)
-        return mlflow.pyfunc.log_model(
-            name=name,
-            python_model=str(MODEL_CODE_PATH),
-            artifacts={
-                ESTIMATOR_ARTIFACT: str(estimator_path),
-                DESCRIPTION_ARTIFACT: str(description_path),
-            },
-            signature=contract.signature(class_names),
-            input_example=input_example.loc[:, list(contract.FEATURE_NAMES)],
-            pip_requirements=_pip_requirements(),
-            registered_model_name=registered_model_name,
-        )
+    with _pyfunc_arguments(estimator, class_names, input_example) as arguments:
+        return mlflow.pyfunc.log_model(name=name, registered_model_name=registered_model_name, **arguments)
+
+
+def save_classifier(
+    estimator: ClassifierMixin, path: Path, *, class_names: Sequence[str], input_example: pd.DataFrame
+) -> None:
+    """Write `estimator` as a pyfunc model folder at `path`, exactly as `log_classifier` logs it."""
+    with _pyfunc_arguments(estimator, class_names, input_example) as arguments:
+        mlflow.pyfunc.save_model(path=str(path), **arguments)

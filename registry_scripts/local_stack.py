@@ -31,7 +31,9 @@ def main(argv: list[str] | None = None) -> None:
         print(f"MLflow UI: {server.url}", file=sys.stderr)
         subprocess.run(
             [sys.executable, "-m", "registry_scripts.train", "--if-no-champion"],
-            env=env, check=True, stdout=subprocess.DEVNULL,
+            env=env,
+            check=True,
+            stdout=subprocess.DEVNULL,
         )
         api = subprocess.Popen([sys.executable, "-m", "server"], env=env)
         try:

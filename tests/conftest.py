@@ -43,7 +43,7 @@ def base_env(tracking_server: TrackingServer) -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def client(tracking_server: TrackingServer) -> MlflowClient:
+def client_mlflow(tracking_server: TrackingServer) -> MlflowClient:
     return MlflowClient(tracking_server.url)
 
 

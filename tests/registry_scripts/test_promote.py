@@ -16,56 +16,62 @@ def three_versions(model_env: dict[str, str]) -> dict[str, str]:
     return model_env
 
 
-def _champion(client: MlflowClient, env: dict[str, str]) -> str | None:
-    return client.get_registered_model(env["MODEL_NAME"]).aliases.get("champion")
+def _champion(client_mlflow: MlflowClient, env: dict[str, str]) -> str | None:
+    return client_mlflow.get_registered_model(env["MODEL_NAME"]).aliases.get("champion")
 
 
 def test_promote_points_the_alias_at_the_version(
-    three_versions: dict[str, str], client: MlflowClient
+    three_versions: dict[str, str], client_mlflow: MlflowClient
 ) -> None:
     output = run_ok("registry_scripts.promote", "3", env=three_versions)
     assert output == f"{three_versions['MODEL_NAME']}@champion: 1 -> 3"
-    assert _champion(client, three_versions) == "3"
+    assert _champion(client_mlflow, three_versions) == "3"
 
 
-def test_promote_another_alias_leaves_champion(three_versions: dict[str, str], client: MlflowClient) -> None:
+def test_promote_another_alias_leaves_champion(
+    three_versions: dict[str, str], client_mlflow: MlflowClient
+) -> None:
     run_ok("registry_scripts.promote", "2", "--alias", "challenger", env=three_versions)
-    aliases = client.get_registered_model(three_versions["MODEL_NAME"]).aliases
+    aliases = client_mlflow.get_registered_model(three_versions["MODEL_NAME"]).aliases
     assert aliases == {"champion": "1", "challenger": "2"}
 
 
-def test_promote_refuses_an_unknown_version(three_versions: dict[str, str], client: MlflowClient) -> None:
+def test_promote_refuses_an_unknown_version(
+    three_versions: dict[str, str], client_mlflow: MlflowClient
+) -> None:
     result = run_module("registry_scripts.promote", "9", env=three_versions)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1] == f"error: {three_versions['MODEL_NAME']} has no version 9"
-    assert _champion(client, three_versions) == "1"
+    assert _champion(client_mlflow, three_versions) == "1"
 
 
 def test_rollback_walks_back_through_the_history(
-    three_versions: dict[str, str], client: MlflowClient
+    three_versions: dict[str, str], client_mlflow: MlflowClient
 ) -> None:
     run_ok("registry_scripts.promote", "2", env=three_versions)
     run_ok("registry_scripts.promote", "3", env=three_versions)
     assert run_ok("registry_scripts.promote", "--rollback", env=three_versions).endswith("3 -> 2")
-    assert _champion(client, three_versions) == "2"
+    assert _champion(client_mlflow, three_versions) == "2"
     assert run_ok("registry_scripts.promote", "--rollback", env=three_versions).endswith("2 -> 1")
-    assert _champion(client, three_versions) == "1"
+    assert _champion(client_mlflow, three_versions) == "1"
 
 
 def test_rollback_without_history_fails_and_keeps_the_alias(
-    three_versions: dict[str, str], client: MlflowClient
+    three_versions: dict[str, str], client_mlflow: MlflowClient
 ) -> None:
     result = run_module("registry_scripts.promote", "--rollback", env=three_versions)
     assert result.returncode == 1
     assert "no earlier version" in result.stderr
-    assert _champion(client, three_versions) == "1"
+    assert _champion(client_mlflow, three_versions) == "1"
 
 
-def test_train_promote_is_recorded_for_rollback(model_env: dict[str, str], client: MlflowClient) -> None:
+def test_train_promote_is_recorded_for_rollback(
+    model_env: dict[str, str], client_mlflow: MlflowClient
+) -> None:
     run_ok("registry_scripts.train", env=model_env)
     run_ok("registry_scripts.train", "--promote", env=model_env)
     run_ok("registry_scripts.promote", "--rollback", env=model_env)
-    assert _champion(client, model_env) == "1"
+    assert _champion(client_mlflow, model_env) == "1"
 
 
 def test_version_and_rollback_together_is_a_usage_error(model_env: dict[str, str]) -> None:

@@ -1,0 +1,55 @@
+"""`python -m server`: load the model (fail fast, one line), then serve with uvicorn.
+
+With WORKERS=1 the model loaded here is the one served. With more workers, each worker loads
+its own copy (processes share no memory); this process first checks the model loads at all, so
+a bad configuration still ends here with one line, and points prometheus-client's multiprocess
+mode at a fresh folder so the workers' metrics add up.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+
+import uvicorn
+
+from server.loading import ModelLoader, ModelLoadError
+from server.logging_setup import configure_logging
+from server.mlflow_env import apply_mlflow_client_settings
+from server.settings import ServerSettings
+
+
+def main() -> int:
+    settings = ServerSettings()
+    configure_logging(settings.log_level, settings.log_format)
+    apply_mlflow_client_settings(settings)
+    if settings.workers > 1 and settings.prometheus_multiproc_dir is None:
+        # Before any worker imports prometheus_client: it reads this once, at import.
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="registry-serve-metrics-")
+    from server.app import create_app, load_initial_model
+    from server.model_store import ModelStore
+
+    try:
+        model = load_initial_model(settings, ModelLoader(settings.mlflow_tracking_uri))
+    except (ModelLoadError, OSError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    common = {
+        "host": settings.api_host,
+        "port": settings.api_port,
+        "loop": "uvloop",
+        "http": "httptools",
+        "log_config": None,
+        "access_log": settings.access_log,
+        "timeout_graceful_shutdown": 30,
+    }
+    if settings.workers == 1:
+        uvicorn.run(create_app(settings, store=ModelStore(model)), **common)
+    else:
+        uvicorn.run("server.app:create_app_from_env", factory=True, workers=settings.workers, **common)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,103 @@
+"""`create_app(settings)`: wiring, lifespan, exception handlers; no business logic.
+
+`uvicorn server.app:app` works too: the module builds its app from the environment on first
+access of `app` (not at import), and `python -m server` uses `create_app_from_env`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib import metadata
+
+from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
+
+from server import metrics
+from server.dependencies import Services
+from server.error_handlers import EXCEPTION_HANDLERS
+from server.inference import Inference
+from server.loaded_model import LoadedModel
+from server.loading import ModelLoader, load_with_retry
+from server.logging_setup import configure_logging
+from server.middleware import PredictionMetricsMiddleware, RequestContextMiddleware
+from server.mlflow_env import apply_mlflow_client_settings
+from server.model_store import ModelStore
+from server.openapi import OpenApiBuilder
+from server.routes import health, invocations, model_info, predictions
+from server.routes import metrics as metrics_routes
+from server.settings import ServerSettings
+
+DESCRIPTION = (
+    "Serves an MLflow pyfunc model from the model registry: strict JSON prediction endpoints, "
+    "MLflow's `/invocations` protocol, health checks and Prometheus metrics."
+)
+
+
+def load_initial_model(settings: ServerSettings, loader: ModelLoader) -> LoadedModel:
+    """The model to start with: MODEL_URI (retried for MODEL_LOAD_TIMEOUT), else MODEL_PATH."""
+    if settings.model_uri:
+        return load_with_retry(lambda: loader.load_uri(settings.model_uri), settings.model_load_timeout)
+    return loader.load_local_estimator(settings.model_path)
+
+
+def create_app(settings: ServerSettings, *, store: ModelStore | None = None) -> FastAPI:
+    """The application. Pass a `store` holding a model to skip loading at start-up (the caller
+    then owns the store and closes it)."""
+    apply_mlflow_client_settings(settings)
+    started_at = time.time()
+    owns_store = store is None
+    store = store if store is not None else ModelStore()
+    services = Services(
+        settings=settings,
+        store=store,
+        loader=ModelLoader(settings.mlflow_tracking_uri),
+        inference=Inference(),
+        exposition=metrics.Exposition(started_at, settings.prometheus_multiproc_dir),
+        started_at=started_at,
+    )
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if not store.loaded:
+            store.swap(await run_in_threadpool(load_initial_model, settings, services.loader))
+        try:
+            yield
+        finally:
+            if owns_store:
+                store.close()
+
+    app = FastAPI(
+        title="registry-serve",
+        version=metadata.version("registry-serve"),
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        exception_handlers=EXCEPTION_HANDLERS,
+    )
+    app.state.services = services
+    for router in (
+        predictions.router,
+        invocations.router,
+        model_info.router,
+        health.router,
+        metrics_routes.router,
+    ):
+        app.include_router(router)
+    app.add_middleware(PredictionMetricsMiddleware)
+    app.add_middleware(RequestContextMiddleware)  # added last: outermost
+    app.openapi = OpenApiBuilder(app, settings.max_batch_size, store.peek)  # type: ignore[method-assign]
+    return app
+
+
+def create_app_from_env() -> FastAPI:
+    """The app as a process entry point builds it: settings and logging from the environment."""
+    settings = ServerSettings()
+    configure_logging(settings.log_level, settings.log_format)
+    return create_app(settings)
+
+
+def __getattr__(name: str) -> FastAPI:
+    if name == "app":
+        return create_app_from_env()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

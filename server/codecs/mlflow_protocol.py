@@ -1,0 +1,289 @@
+"""MLflow's scoring protocol for /invocations, answered exactly as `mlflow models serve` answers.
+
+Two ways through:
+- the fast path: a JSON body in one of MLflow's four layouts whose values are all plain numbers,
+  for a model with the numpy entry point, goes straight to a float64 array;
+- everything else (CSV, Parquet, strings that MLflow would coerce, nulls, `index`, other models)
+  goes through MLflow's own parsers and `PyFuncModel.predict`, so MLflow decides what it accepts.
+
+A request the fast path cannot prove clean is never refused by it: it falls through to MLflow's
+path, whose verdict is by construction MLflow's. Errors keep MLflow's status and `error_code`,
+but lose the `stack_trace` and any echo of the client's data (see `redact`).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from io import BytesIO, StringIO
+from typing import Any
+
+import numpy as np
+import orjson
+from mlflow.exceptions import MlflowException
+from mlflow.pyfunc import PyFuncModel
+from mlflow.pyfunc.scoring_server import (
+    _parse_json_data,
+    parse_csv_input,
+    parse_parquet_input,
+    predictions_to_json,
+)
+
+from server.errors import ServingError, UnsupportedMediaType
+
+CSV = "text/csv"
+JSON = "application/json"
+PARQUET = "application/vnd.apache.parquet"
+MEDIA_TYPES = (CSV, JSON, PARQUET)
+FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
+MAX_SAFE_INTEGER = 2**53
+_PROTOCOL_NAMES = frozenset({*FORMATS, "columns", "data", "index", "params"})
+
+
+class ProtocolError(ServingError):
+    """An error answered the way MLflow's scoring server answers it (status and error_code)."""
+
+    status_code = 400
+    error_code = "BAD_REQUEST"
+
+
+@dataclass(frozen=True)
+class FastRequest:
+    """Rows already in signature order."""
+
+    features: np.ndarray
+
+
+@dataclass(frozen=True)
+class PendingRequest:
+    """A body for MLflow's own parsers (`InvocationCodec.parse`), with its JSON if already read."""
+
+    media_type: str
+    body: bytes
+    document: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class GeneralRequest:
+    """Input parsed by MLflow's parsers, for `PyFuncModel.predict`."""
+
+    data: Any
+    params: dict[str, Any] | None
+
+
+def media_type_of(header: str | None) -> str:
+    """MLflow's content-type rules: one of three media types, UTF-8, no parameter but charset."""
+    if not header:
+        raise UnsupportedMediaType(f"a Content-Type header is required; supported: {list(MEDIA_TYPES)}")
+    media_type, *pairs = (part.strip() for part in header.split(";"))
+    parameters = {key: value for key, _, value in (pair.partition("=") for pair in pairs)}
+    if parameters.get("charset", "utf-8").lower() != "utf-8":
+        raise UnsupportedMediaType("The scoring server only supports UTF-8")
+    unexpected = sorted(set(parameters) - {"charset"})
+    if unexpected:
+        raise UnsupportedMediaType(f"Unrecognized content type parameters: {', '.join(unexpected)}")
+    if media_type not in MEDIA_TYPES:
+        raise UnsupportedMediaType(
+            f"This predictor only supports the following content types: {list(MEDIA_TYPES)}"
+        )
+    return media_type
+
+
+def _number(value: Any) -> float:
+    """A JSON number MLflow would read as exactly this double; raises for anything else."""
+    kind = type(value)
+    if kind is float and value - value == 0.0:
+        return value
+    if kind is int and -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
+        return float(value)
+    raise ValueError
+
+
+class InvocationCodec:
+    """Decodes /invocations bodies for one loaded model."""
+
+    def __init__(self, pyfunc: PyFuncModel, feature_names: tuple[str, ...] | None, fast: bool) -> None:
+        self._pyfunc = pyfunc
+        self._schema = pyfunc.metadata.get_input_schema()
+        self._names = feature_names if fast else None
+        self._name_set = frozenset(feature_names or ())
+
+    @property
+    def allowed_names(self) -> frozenset[str]:
+        """Names that may be quoted back in errors: they locate a problem, they are not data."""
+        return self._name_set | _PROTOCOL_NAMES
+
+    def decode(self, body: bytes, media_type: str) -> FastRequest | PendingRequest:
+        """The fast path when the body qualifies; otherwise the body, for `parse` off the event loop."""
+        if media_type != JSON:
+            return PendingRequest(media_type, body, None)
+        document = _json_document(body)
+        if self._names is not None:
+            features = self._fast(document)
+            if features is not None:
+                return FastRequest(features)
+        return PendingRequest(media_type, body, document)
+
+    def parse(self, pending: PendingRequest) -> GeneralRequest:
+        """MLflow's parsers, exactly as its scoring server calls them (CPU-bound: run in a thread)."""
+        if pending.document is not None:
+            parsed = _mlflow_call(_parse_json_data, pending.document, self._pyfunc.metadata, self._schema)
+            return GeneralRequest(parsed.data, parsed.params)
+        if pending.media_type == CSV:
+            try:
+                text = pending.body.decode("utf-8")
+            except UnicodeDecodeError:
+                raise ProtocolError(
+                    "Invalid input. Ensure that input is a valid UTF-8 encoded string."
+                ) from None
+            return GeneralRequest(_mlflow_call(parse_csv_input, StringIO(text), self._schema), None)
+        return GeneralRequest(_mlflow_call(parse_parquet_input, BytesIO(pending.body)), None)
+
+    # The fast path: return None whenever the request is anything but plainly clean.
+
+    def _fast(self, document: dict[str, Any]) -> np.ndarray | None:
+        keys = set(document) - {"params"}
+        if len(keys) != 1:
+            return None
+        layout = keys.pop()
+        payload = document[layout]
+        try:
+            if layout == "dataframe_split":
+                return self._split(payload)
+            if layout in ("dataframe_records", "instances"):
+                return self._records(payload)
+            if layout == "inputs":
+                return self._columns(payload) if isinstance(payload, dict) else self._records(payload)
+        except (ValueError, TypeError, KeyError):
+            return None
+        return None
+
+    def _split(self, payload: Any) -> np.ndarray | None:
+        if type(payload) is not dict or set(payload) != {"columns", "data"}:
+            return None
+        columns, data = payload["columns"], payload["data"]
+        if type(columns) is not list or type(data) is not list or not data:
+            return None
+        if len(set(columns)) != len(columns) or not self._name_set <= set(columns):
+            return None
+        if not all(type(c) is str for c in columns):
+            return None
+        width = len(columns)
+        positions = [columns.index(name) for name in self._names]
+        rows = []
+        for row in data:
+            if type(row) is not list or len(row) != width:
+                return None
+            rows.append([_number(row[p]) for p in positions])
+            if width != len(positions):  # columns MLflow ignores must still be valid numbers
+                for value in row:
+                    _number(value)
+        return np.array(rows, dtype=np.float64)
+
+    def _records(self, payload: Any) -> np.ndarray | None:
+        if type(payload) is not list or not payload:
+            return None
+        names, expected = self._names, self._name_set
+        rows = []
+        for record in payload:
+            if type(record) is not dict or len(record) != len(names) or record.keys() != expected:
+                return None
+            rows.append([_number(record[name]) for name in names])
+        return np.array(rows, dtype=np.float64)
+
+    def _columns(self, payload: dict[str, Any]) -> np.ndarray | None:
+        if payload.keys() != self._name_set:
+            return None
+        columns = [payload[name] for name in self._names]
+        if not all(type(c) is list for c in columns):
+            return None
+        length = len(columns[0])
+        if length == 0 or any(len(c) != length for c in columns):
+            return None
+        return np.array([[_number(v) for v in column] for column in columns], dtype=np.float64).T.copy()
+
+
+def _json_document(body: bytes) -> dict[str, Any]:
+    """The body as a JSON object, read as MLflow reads it (Python's json, NaN allowed)."""
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        try:
+            document = json.loads(body)
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            reason = error.msg if isinstance(error, json.JSONDecodeError) else "it is not valid UTF-8"
+            raise ProtocolError(
+                f"Invalid input. Ensure that input is a valid JSON formatted string: {reason}"
+            ) from None
+        except RecursionError:
+            raise ProtocolError(
+                "Invalid input. Ensure that input is a valid JSON formatted string."
+            ) from None
+    if not isinstance(document, dict):
+        kind = "a list" if isinstance(document, list) else f"type {type(document).__name__}"
+        raise ProtocolError(
+            f"Invalid input. The input must be a JSON dictionary with exactly one of the input fields "
+            f"{set(FORMATS)}. Received {kind}."
+        )
+    return document
+
+
+def _mlflow_call(function: Any, *args: Any) -> Any:
+    """Call one of MLflow's parsers, turning its exceptions into protocol errors."""
+    try:
+        return function(*args)
+    except MlflowException as error:
+        raise from_mlflow(error) from None
+
+
+def from_mlflow(error: MlflowException) -> ProtocolError:
+    """MLflow's status and code, with MLflow's message freed of echoed input and traces."""
+    return ProtocolError(
+        redact(error.message), status_code=error.get_http_status_code(), error_code=str(error.error_code)
+    )
+
+
+def predict_general(pyfunc: PyFuncModel, request: GeneralRequest) -> bytes:
+    """Predict through MLflow's pyfunc path; the body MLflow's scoring server would return."""
+    try:
+        raw = pyfunc.predict(request.data, params=request.params)
+    except MlflowException as error:
+        raise from_mlflow(error) from None
+    except Exception:  # noqa: BLE001 - MLflow answers any model failure with this 400
+        raise ProtocolError(
+            "Encountered an unexpected error while evaluating the model. Verify that the serialized "
+            "input Dataframe is compatible with the model for inference."
+        ) from None
+    out = StringIO()
+    predictions_to_json(raw, out)
+    return out.getvalue().encode()
+
+
+# MLflow quotes whole input frames and values into some messages; none of it may leave the server.
+_ENFORCE = re.compile(r"Failed to enforce schema of data .*? with schema .*?\. Error: ", re.DOTALL)
+_CONVERT = re.compile(r"Failed to convert data `.*?` to type", re.DOTALL)
+_QUOTED = re.compile(r"""(?P<q>['"`])(?P<text>[^'"`\n]{1,200})(?P=q)""")
+
+
+def redact(message: str) -> str:
+    """Drop the parts of an MLflow message that repeat the request's input frame."""
+    message = _ENFORCE.sub("Failed to enforce the model signature. Error: ", message)
+    message = _CONVERT.sub("Failed to convert the input to type", message)
+    return " ".join(message.split())[:1000]
+
+
+def scrub(error: ProtocolError, body: bytes, allowed: frozenset[str]) -> ProtocolError:
+    """`error` with every quoted fragment that repeats the request body replaced by `…`.
+
+    Feature names and the protocol's own keys stay: they say where the problem is.
+    """
+
+    def replace(match: re.Match[str]) -> str:
+        text = match["text"]
+        if text in allowed or text.encode() not in body:
+            return match[0]
+        return f"{match['q']}…{match['q']}"
+
+    message = _QUOTED.sub(replace, error.message)
+    return ProtocolError(message, status_code=error.status_code, error_code=error.error_code)

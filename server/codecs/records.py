@@ -1,0 +1,120 @@
+"""Strict records for /predict and /batch-predict: exactly the signature's features, finite numbers.
+
+A record is a JSON object mapping each feature name to a number. Anything else is refused with
+a `Problem` naming the field (and the record index in a batch); every problem in the request is
+reported, up to `MAX_PROBLEMS`, so a client can fix them all at once.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from server.errors import InvalidInput, Problem
+
+MAX_PROBLEMS = 50
+
+_JSON_TYPE_NAMES = {
+    str: "a string",
+    bool: "a boolean",
+    type(None): "null",
+    dict: "an object",
+    list: "an array",
+}
+
+
+def _value_problem(value: Any) -> str | None:
+    """Why `value` is not an acceptable feature value, or None when it is."""
+    kind = type(value)
+    if kind is float:
+        return None if math.isfinite(value) else "must be a finite number"
+    if kind is int:
+        try:
+            return None if math.isfinite(float(value)) else "must be a finite number"
+        except OverflowError:
+            return "must be a finite number (it overflows a double)"
+    return f"must be a number, not {_JSON_TYPE_NAMES.get(kind, kind.__name__)}"
+
+
+class RecordCodec:
+    """Validates records against one model's feature names and lays them out as float64 rows."""
+
+    def __init__(self, feature_names: tuple[str, ...]) -> None:
+        self.feature_names = feature_names
+        self._expected = frozenset(feature_names)
+
+    def _record_problems(self, record: Any, index: int | None) -> list[Problem]:
+        if not isinstance(record, dict):
+            return [Problem(f"must be a JSON object of features, not {_describe(record)}", index=index)]
+        problems = []
+        for name in self.feature_names:
+            if name not in record:
+                problems.append(Problem("is required", field=name, index=index))
+            elif (reason := _value_problem(record[name])) is not None:
+                problems.append(Problem(reason, field=name, index=index))
+        problems += [
+            Problem("is not a feature of this model", field=str(name), index=index)
+            for name in record
+            if name not in self._expected
+        ]
+        return problems
+
+    def _rows(self, records: list[Any], indexed: bool) -> np.ndarray:
+        names = self.feature_names
+        try:
+            # The common case costs one pass; only a failure pays for the detailed check.
+            rows = [[_checked(record[name]) for name in names] for record in records]
+            if all(len(record) == len(names) for record in records):
+                return np.array(rows, dtype=np.float64).reshape(len(records), len(names))
+        except (KeyError, TypeError, ValueError, OverflowError):
+            pass
+        problems: list[Problem] = []
+        for position, record in enumerate(records):
+            problems += self._record_problems(record, position if indexed else None)
+        if not problems:  # unreachable unless the fast check and the detailed check disagree
+            raise AssertionError("record validation disagreed with itself")
+        raise InvalidInput.from_problems(problems[:MAX_PROBLEMS], total=len(problems))
+
+    def single(self, payload: Any) -> np.ndarray:
+        """One record (the /predict body) as a (1, features) array."""
+        return self._rows([payload], indexed=False)
+
+    def batch(self, payload: Any, max_batch_size: int) -> np.ndarray:
+        """`{"records": [...]}` (the /batch-predict body) as an (n, features) array."""
+        if not isinstance(payload, dict):
+            raise InvalidInput.from_problems(
+                [Problem(f"body must be a JSON object, not {_describe(payload)}")]
+            )
+        extra = sorted(str(key) for key in payload if key != "records")
+        if extra:
+            raise InvalidInput.from_problems([Problem("is not accepted here", field=key) for key in extra])
+        records = payload.get("records")
+        if not isinstance(records, list):
+            reason = "is required" if records is None and "records" not in payload else "must be an array"
+            raise InvalidInput.from_problems([Problem(reason, field="records")])
+        if not 1 <= len(records) <= max_batch_size:
+            raise InvalidInput.from_problems(
+                [Problem(f"must hold 1 to {max_batch_size} records, got {len(records)}", field="records")]
+            )
+        return self._rows(records, indexed=True)
+
+
+def _checked(value: Any) -> float:
+    """`value` as a float when it is an acceptable number; raises otherwise."""
+    kind = type(value)
+    if kind is float:
+        if math.isfinite(value):
+            return value
+    elif kind is int:
+        converted = float(value)
+        if math.isfinite(converted):
+            return converted
+    raise ValueError
+
+
+def _describe(value: Any) -> str:
+    return _JSON_TYPE_NAMES.get(
+        type(value), "a number" if type(value) in (int, float) else type(value).__name__
+    )

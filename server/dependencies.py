@@ -1,0 +1,34 @@
+"""The objects routes need, built once by `create_app` and handed to routes by FastAPI."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from server.inference import Inference
+from server.loading import ModelLoader
+from server.metrics import Exposition
+from server.model_store import ModelStore
+from server.settings import ServerSettings
+
+
+@dataclass
+class Services:
+    """Everything a request may touch: settings, the served model, inference, metrics."""
+
+    settings: ServerSettings
+    store: ModelStore
+    loader: ModelLoader
+    inference: Inference
+    exposition: Exposition
+    started_at: float
+
+
+def get_services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]

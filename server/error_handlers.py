@@ -1,0 +1,64 @@
+"""One handler map turning every client error into the one error body (see `server.errors`)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import orjson
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from server.errors import InvalidInput, MethodNotAllowed, NotFound, Problem, ServingError
+from server.request_context import current_request_id
+
+ERROR_CODE_STATE = "error_code"
+
+
+def error_response(error: ServingError) -> Response:
+    """The JSON answer for `error`, with the request id of the request being served."""
+    return Response(
+        orjson.dumps(error.body(current_request_id.get())),
+        status_code=error.status_code,
+        media_type="application/json",
+        headers=error.headers,
+    )
+
+
+async def _serving_error(request: Request, error: Exception) -> Response:
+    assert isinstance(error, ServingError)
+    setattr(request.state, ERROR_CODE_STATE, error.error_code)
+    return error_response(error)
+
+
+async def _http_error(request: Request, error: Exception) -> Response:
+    assert isinstance(error, StarletteHTTPException)
+    route = f"{request.method} {request.url.path}"
+    if error.status_code == 404:
+        mapped: ServingError = NotFound(f"no endpoint {route}")
+    elif error.status_code == 405:
+        mapped = MethodNotAllowed(f"method not allowed: {route}", headers=dict(error.headers or {}))
+    else:
+        mapped = ServingError(
+            str(error.detail), status_code=error.status_code, error_code=f"HTTP_{error.status_code}"
+        )
+    return await _serving_error(request, mapped)
+
+
+async def _validation_error(request: Request, error: Exception) -> Response:
+    assert isinstance(error, RequestValidationError)
+    problems = [
+        Problem(str(item.get("msg", "invalid")), field=".".join(str(p) for p in item.get("loc", ())))
+        for item in error.errors()
+    ]
+    return await _serving_error(request, InvalidInput.from_problems(problems or [Problem("invalid request")]))
+
+
+Handler = Callable[[Request, Exception], Awaitable[Response]]
+
+EXCEPTION_HANDLERS: dict[type[Exception], Handler] = {
+    ServingError: _serving_error,
+    StarletteHTTPException: _http_error,
+    RequestValidationError: _validation_error,
+}

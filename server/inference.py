@@ -1,0 +1,67 @@
+"""Running the model: the numpy fast path, the generic pyfunc path, and MLflow's protocol path.
+
+Every model call goes through here, so this is where calls are counted by size and where
+predicted classes are counted.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.utils.proto_json_utils import _get_jsonable_obj
+from starlette.concurrency import run_in_threadpool
+
+from model_wrapper import Prediction
+from server import metrics
+from server.codecs.mlflow_protocol import InvocationCodec, PendingRequest, from_mlflow, predict_general
+from server.errors import ServingError
+from server.loaded_model import LoadedModel
+
+
+class ModelFailed(ServingError):
+    """The model raised on input that passed validation."""
+
+    status_code = 400
+    error_code = "MODEL_ERROR"
+
+
+class Inference:
+    """Turns validated rows into predictions with whichever path the model supports."""
+
+    async def predict(self, model: LoadedModel, features: np.ndarray) -> Prediction | list[Any]:
+        """Rows in signature order -> a `Prediction` (fast path) or the pyfunc's per-row output."""
+        metrics.record_model_call(len(features))
+        if model.fast is not None:
+            prediction = model.fast.predict_array(features)
+            metrics.record_predictions(prediction.labels)
+            return prediction
+        rows = await run_in_threadpool(_generic_rows, model, features)
+        metrics.BATCH_SIZE.labels("request").observe(len(rows))
+        return rows
+
+    async def predict_mlflow(
+        self, model: LoadedModel, codec: InvocationCodec, pending: PendingRequest
+    ) -> bytes:
+        """MLflow's parsers and `PyFuncModel.predict`, off the event loop."""
+        return await run_in_threadpool(_parse_and_predict, model, codec, pending)
+
+
+def _parse_and_predict(model: LoadedModel, codec: InvocationCodec, pending: PendingRequest) -> bytes:
+    request = codec.parse(pending)
+    metrics.record_model_call(len(request.data) if hasattr(request.data, "__len__") else 1)
+    return predict_general(model.pyfunc, request)
+
+
+def _generic_rows(model: LoadedModel, features: np.ndarray) -> list[Any]:
+    frame = pd.DataFrame(features, columns=list(model.feature_names or ()))
+    try:
+        output = model.pyfunc.predict(frame)
+    except MlflowException as error:
+        raise from_mlflow(error) from None
+    except Exception as error:  # noqa: BLE001 - a third-party model's failure, answered as such
+        raise ModelFailed(f"the model failed on this input: {type(error).__name__}") from None
+    rows = _get_jsonable_obj(output, pandas_orient="records")
+    return rows if isinstance(rows, list) else [rows]

@@ -1,0 +1,141 @@
+"""Resolving a model URI in the MLflow registry, downloading and loading it.
+
+Resolution is cheap (registry calls only) and pins a version, so the download that follows
+cannot race an alias move; the live-promotion follower resolves often and loads rarely.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import joblib
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow import MlflowClient
+
+from model_wrapper import FEATURE_NAMES, save_classifier
+from model_wrapper.estimator_io import load_estimator
+from server.loaded_model import LoadedModel, ModelSource, build_loaded_model
+
+logger = logging.getLogger(__name__)
+
+_REGISTRY_URI = re.compile(r"models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>[^/]+))")
+DEFAULT_CLASS_NAMES = ("malignant", "benign")
+
+
+class ModelLoadError(RuntimeError):
+    """A model could not be resolved or loaded; the message is one line for the operator."""
+
+
+def one_line(error: BaseException) -> str:
+    text = getattr(error, "message", None) or str(error) or type(error).__name__
+    return text.strip().splitlines()[0][:500] if text.strip() else type(error).__name__
+
+
+class ModelLoader:
+    """Turns a model URI into a `LoadedModel`, talking to one tracking server."""
+
+    def __init__(self, tracking_uri: str | None, work_dir: Path | None = None) -> None:
+        self._tracking_uri = tracking_uri
+        self._client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+        self._work_dir = work_dir
+
+    def resolve(self, uri: str) -> ModelSource:
+        """What `uri` names right now, as a pinned version where it is a registry URI."""
+        match = _REGISTRY_URI.fullmatch(uri)
+        if match is None:
+            return ModelSource(uri=uri, download_uri=uri)
+        name, alias, version = match["name"], match["alias"], match["version"]
+        if alias is not None:
+            registered = self._client.get_model_version_by_alias(name, alias)
+        elif version == "latest":
+            versions = self._client.search_model_versions(f"name = '{name}'")
+            if not versions:
+                raise ModelLoadError(f"registered model {name!r} has no versions")
+            registered = max(versions, key=lambda v: int(v.version))
+        else:
+            registered = self._client.get_model_version(name, version)
+        run_id = registered.run_id or None
+        metrics = self._client.get_run(run_id).data.metrics if run_id else {}
+        return ModelSource(
+            uri=uri,
+            name=name,
+            version=str(registered.version),
+            alias=alias,
+            run_id=run_id,
+            download_uri=self._client.get_model_version_download_uri(name, str(registered.version)),
+            metrics=dict(metrics),
+        )
+
+    def load(self, source: ModelSource) -> LoadedModel:
+        """Download `source` into a fresh folder and load it as a pyfunc model."""
+        local_dir = Path(tempfile.mkdtemp(prefix="registry-serve-model-", dir=self._work_dir))
+        try:
+            path = mlflow.artifacts.download_artifacts(
+                artifact_uri=source.download_uri or source.uri,
+                dst_path=str(local_dir),
+                tracking_uri=self._tracking_uri,
+            )
+            return build_loaded_model(source, mlflow.pyfunc.load_model(path), local_dir)
+        except BaseException:
+            shutil.rmtree(local_dir, ignore_errors=True)
+            raise
+
+    def load_uri(self, uri: str) -> LoadedModel:
+        return self.load(self.resolve(uri))
+
+    def load_local_estimator(
+        self, path: Path, class_names: tuple[str, ...] = DEFAULT_CLASS_NAMES
+    ) -> LoadedModel:
+        """Serve a bare scikit-learn file (MODEL_PATH) through the same pyfunc wrapper.
+
+        `.skops` files load with the wrapper's allowlist; anything else goes through joblib,
+        which unpickles: only point MODEL_PATH at files you trust.
+        """
+        if not path.is_file():
+            raise ModelLoadError(f"MODEL_PATH {path} does not exist")
+        estimator = load_estimator(path) if path.suffix == ".skops" else joblib.load(path)
+        local_dir = Path(tempfile.mkdtemp(prefix="registry-serve-model-", dir=self._work_dir))
+        example = pd.DataFrame(np.zeros((1, len(FEATURE_NAMES))), columns=list(FEATURE_NAMES))
+        model_dir = local_dir / "model"
+        save_classifier(estimator, model_dir, class_names=class_names, input_example=example)
+        return build_loaded_model(
+            ModelSource(uri=str(path)), mlflow.pyfunc.load_model(str(model_dir)), local_dir
+        )
+
+
+def load_with_retry(
+    load: Callable[[], LoadedModel],
+    timeout: float,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> LoadedModel:
+    """Call `load` until it succeeds or `timeout` seconds have passed, backing off between tries.
+
+    A registry that is still starting (as in compose) gets time to come up; anything still
+    failing at the deadline raises `ModelLoadError` with the last reason, on one line.
+    """
+    deadline = clock() + timeout
+    delay = 0.5
+    attempt = 1
+    while True:
+        try:
+            return load()
+        except Exception as error:
+            reason = one_line(error)
+            if clock() + delay > deadline:
+                raise ModelLoadError(
+                    f"could not load the model after {attempt} attempt(s): {reason}"
+                ) from error
+            logger.warning("model load attempt %d failed: %s; retrying in %.1f s", attempt, reason, delay)
+            sleep(delay)
+            delay = min(delay * 2, 5.0)
+            attempt += 1

@@ -1,0 +1,45 @@
+"""/invocations: MLflow's scoring protocol, a drop-in for `mlflow models serve`."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from server.codecs.body import read_body
+from server.codecs.mlflow_protocol import FastRequest, ProtocolError, media_type_of, scrub
+from server.codecs.per_model import invocation_codec
+from server.codecs.responses import mlflow_body
+from server.dependencies import ServicesDep
+from server.openapi import ERROR_RESPONSES, INVOCATIONS_REQUEST, request_body
+from server.routes.predictions import MODEL_VERSION_HEADER
+from server.schemas import InvocationsResponse
+
+router = APIRouter(tags=["mlflow"])
+
+
+@router.post(
+    "/invocations",
+    summary="MLflow scoring protocol",
+    description="JSON (`dataframe_split`, `dataframe_records`, `instances`, `inputs`, with optional "
+    "`params`), CSV (`text/csv`) or Parquet (`application/vnd.apache.parquet`), as `mlflow models serve`.",
+    response_model=InvocationsResponse,
+    responses=ERROR_RESPONSES,
+    openapi_extra=request_body(INVOCATIONS_REQUEST, csv=True),
+)
+async def invocations(request: Request, services: ServicesDep) -> Response:
+    model = services.store.current
+    media_type = media_type_of(request.headers.get("content-type"))
+    body = await read_body(request, services.settings.max_body_bytes)
+    codec = invocation_codec(model)
+    try:
+        decoded = codec.decode(body, media_type)
+        if isinstance(decoded, FastRequest):
+            prediction = await services.inference.predict(model, decoded.features)
+            content = mlflow_body(prediction, model.class_names or ())
+        else:
+            content = await services.inference.predict_mlflow(model, codec, decoded)
+    except ProtocolError as error:
+        raise scrub(error, body, codec.allowed_names) from None
+    version = model.source.version
+    headers = {MODEL_VERSION_HEADER: version} if version else None
+    return Response(content, media_type="application/json", headers=headers)

@@ -1,0 +1,59 @@
+"""/model/metadata and /model/features: what is served, from the registry and the signature."""
+
+from __future__ import annotations
+
+import json
+
+from fastapi import APIRouter
+
+from server.dependencies import ServicesDep
+from server.loaded_model import LoadedModel
+from server.openapi import ERROR_RESPONSES
+from server.schemas import ClassBody, FeatureBody, FeaturesResponse, ModelMetadata
+
+router = APIRouter(prefix="/model", tags=["model"])
+
+
+def _signature(model: LoadedModel) -> dict[str, object] | None:
+    raw = model.signature()
+    if raw is None:
+        return None
+    return {key: json.loads(value) if isinstance(value, str) else value for key, value in raw.items()}
+
+
+def _classes(model: LoadedModel) -> list[ClassBody] | None:
+    if model.fast is None:
+        return None
+    description = model.fast.description
+    return [
+        ClassBody(value=v, name=n) for v, n in zip(description.classes, description.class_names, strict=True)
+    ]
+
+
+@router.get("/metadata", response_model=ModelMetadata, responses={503: ERROR_RESPONSES[503]})
+async def metadata(services: ServicesDep) -> ModelMetadata:
+    model = services.store.current
+    source = model.source
+    return ModelMetadata(
+        name=source.name,
+        version=source.version,
+        alias=source.alias,
+        run_id=source.run_id,
+        model_uri=source.uri,
+        source_uri=source.download_uri,
+        loaded_at=model.loaded_at,
+        metrics=source.metrics,
+        classes=_classes(model),
+        feature_count=len(model.features) if model.features is not None else None,
+        signature=_signature(model),
+        fast_path=model.fast is not None,
+    )
+
+
+@router.get("/features", response_model=FeaturesResponse, responses={503: ERROR_RESPONSES[503]})
+async def features(services: ServicesDep) -> FeaturesResponse:
+    model = services.store.current
+    specs = model.features or ()
+    return FeaturesResponse(
+        count=len(specs), features=[FeatureBody(name=f.name, type=f.type, required=f.required) for f in specs]
+    )

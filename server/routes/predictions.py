@@ -1,0 +1,66 @@
+"""/predict and /batch-predict: strict JSON records, answered with classes and probabilities."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from model_wrapper import Prediction
+from server.codecs import json_text
+from server.codecs.body import read_body, require_json
+from server.codecs.per_model import record_codec
+from server.codecs.responses import batch_body, generic_body, predict_body
+from server.dependencies import ServicesDep
+from server.loaded_model import LoadedModel
+from server.openapi import BATCH_REQUEST, ERROR_RESPONSES, PREDICT_REQUEST, request_body
+from server.schemas import BatchPredictResponse, PredictResponse
+
+router = APIRouter(tags=["predictions"])
+
+MODEL_VERSION_HEADER = "X-Model-Version"
+
+
+async def _json_payload(request: Request, limit: int) -> Any:
+    require_json(request.headers.get("content-type"))
+    return json_text.decode(await read_body(request, limit))
+
+
+def _respond(model: LoadedModel, result: Prediction | list[Any], *, single: bool) -> Response:
+    version = model.source.version
+    if isinstance(result, Prediction):
+        names = model.class_names or ()
+        content = predict_body(result, names, version) if single else batch_body(result, names, version)
+    else:
+        content = generic_body(result, version, single=single)
+    headers = {MODEL_VERSION_HEADER: version} if version else None
+    return Response(content, media_type="application/json", headers=headers)
+
+
+@router.post(
+    "/predict",
+    summary="Predict one record",
+    response_model=PredictResponse,
+    responses=ERROR_RESPONSES,
+    openapi_extra=request_body(PREDICT_REQUEST),
+)
+async def predict(request: Request, services: ServicesDep) -> Response:
+    model = services.store.current
+    payload = await _json_payload(request, services.settings.max_body_bytes)
+    features = record_codec(model).single(payload)
+    return _respond(model, await services.inference.predict(model, features), single=True)
+
+
+@router.post(
+    "/batch-predict",
+    summary="Predict up to MAX_BATCH_SIZE records",
+    response_model=BatchPredictResponse,
+    responses=ERROR_RESPONSES,
+    openapi_extra=request_body(BATCH_REQUEST),
+)
+async def batch_predict(request: Request, services: ServicesDep) -> Response:
+    model = services.store.current
+    payload = await _json_payload(request, services.settings.max_body_bytes)
+    features = record_codec(model).batch(payload, services.settings.max_batch_size)
+    return _respond(model, await services.inference.predict(model, features), single=False)

@@ -1,0 +1,96 @@
+"""Response shapes, for the OpenAPI document and the low-traffic JSON endpoints.
+
+Hot routes encode with orjson and never re-validate; these models describe what they send.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class ProblemBody(BaseModel):
+    index: int | None = Field(default=None, description="Record index in a batch.")
+    field: str | None = Field(default=None, description="The offending field.")
+    message: str
+
+
+class ErrorBody(BaseModel):
+    """Every error answer has this shape (MLflow's `error_code` and `message`, and more)."""
+
+    error_code: str = Field(examples=["INVALID_INPUT"])
+    message: str
+    details: list[ProblemBody] | None = None
+    request_id: str | None = None
+
+
+class PredictResponse(BaseModel):
+    prediction: Any = Field(description="The predicted class value.", examples=[0])
+    label: str | None = Field(default=None, description="The predicted class name.", examples=["malignant"])
+    probabilities: dict[str, float] | None = Field(default=None, description="Probability of each class.")
+    model_version: str | None = None
+
+
+class BatchItem(BaseModel):
+    prediction: Any
+    label: str | None = None
+    probabilities: dict[str, float] | None = None
+
+
+class BatchPredictResponse(BaseModel):
+    predictions: list[BatchItem]
+    count: int
+    model_version: str | None = None
+
+
+class InvocationsResponse(BaseModel):
+    predictions: list[dict[str, Any]] = Field(
+        description="One record per input row: prediction, label, probability_<class>."
+    )
+
+
+class HealthResponse(BaseModel):
+    status: str
+    model_loaded: bool
+    model_version: str | None
+    model_uri: str
+    uptime_seconds: float
+
+
+class ReadinessResponse(BaseModel):
+    status: str
+    model_version: str | None = None
+    reason: str | None = None
+
+
+class FeatureBody(BaseModel):
+    name: str
+    type: str
+    required: bool
+
+
+class FeaturesResponse(BaseModel):
+    count: int
+    features: list[FeatureBody]
+
+
+class ClassBody(BaseModel):
+    value: int
+    name: str
+
+
+class ModelMetadata(BaseModel):
+    name: str | None
+    version: str | None
+    alias: str | None
+    run_id: str | None
+    model_uri: str
+    source_uri: str | None
+    loaded_at: datetime
+    metrics: dict[str, float]
+    classes: list[ClassBody] | None
+    feature_count: int | None
+    signature: dict[str, Any] | None
+    fast_path: bool

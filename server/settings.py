@@ -1,0 +1,74 @@
+"""Every environment variable the server reads, typed, documented and validated once.
+
+Nothing else in `server/` reads `os.environ`: objects receive the settings they need.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MIB = 1024 * 1024
+
+
+class ServerSettings(BaseSettings):
+    """The server's configuration; field names are the environment variables (any case)."""
+
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore", protected_namespaces=())
+
+    model_uri: str = Field(
+        default="models:/breast-cancer-classifier@champion",
+        description="MLflow model URI to serve (`models:/NAME@ALIAS`, `models:/NAME/VERSION`, "
+        "`runs:/…`, a path). Empty: serve MODEL_PATH instead.",
+    )
+    mlflow_tracking_uri: str | None = Field(
+        default=None, description="Tracking server that resolves `models:/` URIs."
+    )
+    model_path: Path = Field(
+        default=Path("artifacts/model/model.joblib"),
+        description="A local scikit-learn model file (.skops, or .joblib from a trusted source), "
+        "served only when MODEL_URI is empty, for work without a registry.",
+    )
+    api_host: str = Field(default="0.0.0.0", description="Interface the API binds to.")
+    api_port: int = Field(default=8000, ge=1, le=65535, description="Port the API listens on.")
+    workers: int = Field(default=1, ge=1, le=64, description="Worker processes (`python -m server`).")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
+        default="INFO", description="Log level of the server's own loggers."
+    )
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="`json` writes one JSON object per log line."
+    )
+    access_log: bool = Field(
+        default=False, description="Log every request at INFO (off: it costs throughput)."
+    )
+    max_batch_size: int = Field(
+        default=1000, ge=1, description="Most records one /batch-predict request may carry."
+    )
+    max_body_bytes: int = Field(
+        default=10 * MIB, ge=1024, description="Largest request body accepted; larger gets 413."
+    )
+    model_load_timeout: float = Field(
+        default=60.0, ge=0, description="Seconds to keep retrying the first model load before exiting."
+    )
+    mlflow_http_request_max_retries: int = Field(
+        default=0,
+        ge=0,
+        description="Retries inside each MLflow client call. The server retries loads itself, with "
+        "backoff bounded by MODEL_LOAD_TIMEOUT; MLflow's default (7, up to minutes) would not be.",
+    )
+    mlflow_http_request_timeout: float = Field(
+        default=30.0, gt=0, description="Seconds before one MLflow client request gives up."
+    )
+    prometheus_multiproc_dir: Path | None = Field(
+        default=None,
+        description="Set by `python -m server` to a fresh folder when WORKERS > 1, so metrics "
+        "add up across workers. Leave unset.",
+    )
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value

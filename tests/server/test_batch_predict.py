@@ -1,0 +1,105 @@
+"""POST /batch-predict: 1 … MAX_BATCH_SIZE records, answered in order, errors by record index."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from fastapi.testclient import TestClient
+
+from server.loaded_model import LoadedModel
+from tests.server.conftest import JSON_HEADERS, json_with_literal, record
+
+
+def test_batch_answers_each_record_in_order(
+    client: TestClient, dataset: pd.DataFrame, loaded_champion: LoadedModel
+) -> None:
+    records = [record(dataset, i) for i in range(10)]
+    response = client.post("/batch-predict", json={"records": records})
+    assert response.status_code == 200
+    body = response.json()
+    expected = loaded_champion.pyfunc.predict(dataset.head(10))
+    assert body["count"] == 10
+    assert body["model_version"] == loaded_champion.source.version
+    assert [p["prediction"] for p in body["predictions"]] == expected["prediction"].tolist()
+    assert [p["label"] for p in body["predictions"]] == expected["label"].tolist()
+    np.testing.assert_array_equal(
+        [p["probabilities"]["malignant"] for p in body["predictions"]], expected["probability_malignant"]
+    )
+    assert response.headers["x-model-version"] == loaded_champion.source.version
+
+
+def test_seed_example_of_two_records(client: TestClient, dataset: pd.DataFrame) -> None:
+    response = client.post("/batch-predict", json={"records": [record(dataset, 0), record(dataset, 19)]})
+    assert response.status_code == 200
+    assert [p["label"] for p in response.json()["predictions"]] == ["malignant", "benign"]
+
+
+def test_problem_names_the_record_index_and_field(client: TestClient, dataset: pd.DataFrame) -> None:
+    records = [record(dataset, i) for i in range(4)]
+    records[2]["feature_9"] = "high"
+    del records[3]["feature_30"]
+    response = client.post("/batch-predict", json={"records": records})
+    assert response.status_code == 422
+    assert response.json()["details"] == [
+        {"index": 2, "field": "feature_9", "message": "must be a number, not a string"},
+        {"index": 3, "field": "feature_30", "message": "is required"},
+    ]
+    assert (
+        response.json()["message"]
+        == "record 2, feature_9: must be a number, not a string (and 1 more problem)"
+    )
+
+
+def test_non_finite_value_in_a_batch_names_the_record(client: TestClient, dataset: pd.DataFrame) -> None:
+    bad = json_with_literal(record(dataset, 1), "feature_4", "NaN").decode()
+    raw = f'{{"records": [{pd.Series(record(dataset, 0)).to_json()}, {bad}]}}'
+    response = client.post("/batch-predict", content=raw, headers=JSON_HEADERS)
+    assert response.status_code == 422
+    assert response.json()["details"] == [
+        {"index": 1, "field": "feature_4", "message": "must be a finite number"}
+    ]
+
+
+def test_record_that_is_not_an_object_names_its_index(client: TestClient, dataset: pd.DataFrame) -> None:
+    response = client.post("/batch-predict", json={"records": [record(dataset), [1, 2, 3]]})
+    assert response.json()["details"] == [
+        {"index": 1, "message": "must be a JSON object of features, not an array"}
+    ]
+
+
+def test_empty_batch_is_refused(client: TestClient) -> None:
+    response = client.post("/batch-predict", json={"records": []})
+    assert response.status_code == 422
+    assert response.json()["details"] == [{"field": "records", "message": "must hold 1 to 50 records, got 0"}]
+
+
+def test_batch_over_max_batch_size_is_refused(client: TestClient, dataset: pd.DataFrame) -> None:
+    response = client.post("/batch-predict", json={"records": [record(dataset)] * 51})
+    assert response.status_code == 422
+    assert response.json()["details"] == [
+        {"field": "records", "message": "must hold 1 to 50 records, got 51"}
+    ]
+
+
+def test_batch_of_exactly_max_batch_size_is_served(client: TestClient, dataset: pd.DataFrame) -> None:
+    response = client.post("/batch-predict", json={"records": [record(dataset, i) for i in range(50)]})
+    assert response.status_code == 200
+    assert response.json()["count"] == 50
+
+
+@pytest.mark.parametrize(
+    ("body", "details"),
+    [
+        ({}, [{"field": "records", "message": "is required"}]),
+        ({"records": {"a": 1}}, [{"field": "records", "message": "must be an array"}]),
+        ({"records": [], "extra": 1}, [{"field": "extra", "message": "is not accepted here"}]),
+        ([1], [{"message": "body must be a JSON object, not an array"}]),
+    ],
+)
+def test_malformed_envelope_is_named(
+    client: TestClient, body: object, details: list[dict[str, object]]
+) -> None:
+    response = client.post("/batch-predict", json=body)
+    assert response.status_code == 422
+    assert response.json()["details"] == details

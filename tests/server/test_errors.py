@@ -1,0 +1,72 @@
+"""The one error shape, request ids, unknown routes, methods and unexpected failures."""
+
+from __future__ import annotations
+
+import logging
+
+import pandas as pd
+import pytest
+from fastapi.testclient import TestClient
+
+from server.loaded_model import LoadedModel
+from tests.server.conftest import record
+
+
+def test_request_id_is_taken_from_the_request_and_echoed(client: TestClient) -> None:
+    response = client.get("/health", headers={"X-Request-ID": "client-id-42"})
+    assert response.headers["x-request-id"] == "client-id-42"
+
+
+@pytest.mark.parametrize("given", [None, "", "has spaces", "x" * 129, "new\u00e9line"])
+def test_unusable_request_id_is_replaced(client: TestClient, given: str | None) -> None:
+    headers = {"X-Request-ID": given.encode("utf-8")} if given is not None else {}
+    response = client.get("/health", headers=headers)
+    generated = response.headers["x-request-id"]
+    assert generated != given
+    assert len(generated) == 32
+
+
+def test_error_body_carries_the_request_id(client: TestClient) -> None:
+    response = client.post("/predict", json={}, headers={"X-Request-ID": "abc-1"})
+    assert response.json()["request_id"] == "abc-1"
+
+
+def test_unknown_route_is_a_json_404(client: TestClient) -> None:
+    response = client.get("/nope", headers={"X-Request-ID": "r1"})
+    assert response.status_code == 404
+    assert response.json() == {
+        "error_code": "NOT_FOUND",
+        "message": "no endpoint GET /nope",
+        "request_id": "r1",
+    }
+
+
+def test_wrong_method_is_a_json_405(client: TestClient) -> None:
+    response = client.get("/predict", headers={"X-Request-ID": "r2"})
+    assert response.status_code == 405
+    assert response.json() == {
+        "error_code": "METHOD_NOT_ALLOWED",
+        "message": "method not allowed: GET /predict",
+        "request_id": "r2",
+    }
+    assert response.headers["allow"] == "POST"
+
+
+def test_unexpected_failure_is_a_500_with_only_the_request_id(
+    client: TestClient, dataset: pd.DataFrame, loaded_champion: LoadedModel, monkeypatch, caplog
+) -> None:
+    def explode(features):
+        raise RuntimeError("secret internal detail")
+
+    monkeypatch.setattr(loaded_champion.fast, "predict_array", explode)
+    with caplog.at_level(logging.ERROR, logger="server.requests"):
+        response = client.post("/predict", json=record(dataset), headers={"X-Request-ID": "boom-1"})
+    assert response.status_code == 500
+    assert response.json() == {
+        "error_code": "INTERNAL_ERROR",
+        "message": "internal error; quote the request id when reporting it",
+        "request_id": "boom-1",
+    }
+    assert "secret internal detail" not in response.text
+    assert "unhandled error on POST /predict" in caplog.text
+    assert any("secret internal detail" in str(r.exc_info[1]) for r in caplog.records if r.exc_info)
