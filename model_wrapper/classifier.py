@@ -19,6 +19,7 @@ from sklearn.base import ClassifierMixin
 from model_wrapper.contract import LABEL_COLUMN, PREDICTION_COLUMN, probability_column
 from model_wrapper.description import ModelDescription
 from model_wrapper.estimator_io import load_estimator
+from model_wrapper.kernels import Kernel, compile_kernel
 
 ESTIMATOR_ARTIFACT = "estimator"
 DESCRIPTION_ARTIFACT = "description"
@@ -38,6 +39,7 @@ class SklearnClassifierModel(PythonModel):
     def __init__(self) -> None:
         self._estimator: ClassifierMixin | None = None
         self._description: ModelDescription | None = None
+        self._kernel: Kernel | None = None
 
     @classmethod
     def from_estimator(
@@ -62,6 +64,7 @@ class SklearnClassifierModel(PythonModel):
             )
         self._estimator = estimator
         self._description = description
+        self._kernel = compile_kernel(estimator)
         self._classes = np.asarray(description.classes, dtype=np.int64)
         self._labels = np.asarray(description.class_names, dtype=object)
         self._output_names = [probability_column(n) for n in description.class_names]
@@ -78,10 +81,18 @@ class SklearnClassifierModel(PythonModel):
             raise RuntimeError("model is not loaded")
         return self._estimator
 
+    @property
+    def row_invariant(self) -> bool:
+        """Whether a row scores the same alone or in any batch (see `model_wrapper.kernels`)."""
+        return self._kernel.row_invariant
+
     def predict_array(self, features: np.ndarray) -> Prediction:
-        """Predict rows of a (n, features) float64 array in the description's feature order."""
-        probabilities = self.estimator.predict_proba(features)
-        index = probabilities.argmax(axis=1)
+        """Predict rows of a (n, features) float64 array in the description's feature order.
+
+        The input is not checked here: `predict` checks it for MLflow, the server validates its
+        own requests before calling this.
+        """
+        index, probabilities = self._kernel(features)
         return Prediction(self._classes[index], self._labels[index], probabilities)
 
     def predict(

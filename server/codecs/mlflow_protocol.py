@@ -263,7 +263,23 @@ def predict_general(pyfunc: PyFuncModel, request: GeneralRequest) -> bytes:
 # MLflow quotes whole input frames and values into some messages; none of it may leave the server.
 _ENFORCE = re.compile(r"Failed to enforce schema of data .*? with schema .*?\. Error: ", re.DOTALL)
 _CONVERT = re.compile(r"Failed to convert data `.*?` to type", re.DOTALL)
-_QUOTED = re.compile(r"""(?P<q>['"`])(?P<text>[^'"`\n]{1,200})(?P=q)""")
+# Quotes, brackets, separators, control bytes and the escapes repr() writes for them all end a
+# token, in the body and in a message alike.
+_BOUNDARY = r"""[\s,;:{}\[\]()"'`=<>|\\]"""
+_MESSAGE_TOKEN = re.compile(rf"(?:\\x[0-9a-fA-F]{{2}}|\\[ntr0])|((?:(?!{_BOUNDARY}).)+)")
+_BODY_BOUNDARY = rb"""[\s,;:{}\[\]()"'`=<>|\\\x00-\x1f\x7f]"""
+
+
+def _sent_as_token(token: str, body: bytes) -> bool:
+    """Whether `token` occurs in `body` as a whole token (a cheap substring test first)."""
+    raw = token.encode()
+    if raw not in body:
+        return False
+    pattern = rb"(?:^|(?<=" + _BODY_BOUNDARY + rb"))" + re.escape(raw) + rb"(?=" + _BODY_BOUNDARY + rb"|$)"
+    return re.search(pattern, body) is not None
+
+
+MIN_REDACTED_LENGTH = 3
 
 
 def redact(message: str) -> str:
@@ -274,16 +290,15 @@ def redact(message: str) -> str:
 
 
 def scrub(error: ProtocolError, body: bytes, allowed: frozenset[str]) -> ProtocolError:
-    """`error` with every quoted fragment that repeats the request body replaced by `…`.
-
-    Feature names and the protocol's own keys stay: they say where the problem is.
+    """`error` with every token of its message that is also a token of the request body replaced
+    by `…`. Feature names and the protocol's own keys stay: they say where the problem is.
     """
 
     def replace(match: re.Match[str]) -> str:
-        text = match["text"]
-        if text in allowed or text.encode() not in body:
+        token = match[1]
+        if token is None or len(token) < MIN_REDACTED_LENGTH or token in allowed:
             return match[0]
-        return f"{match['q']}…{match['q']}"
+        return "…" if _sent_as_token(token, body) else token
 
-    message = _QUOTED.sub(replace, error.message)
+    message = _MESSAGE_TOKEN.sub(replace, error.message)
     return ProtocolError(message, status_code=error.status_code, error_code=error.error_code)

@@ -1,0 +1,135 @@
+"""Requests for /invocations, valid and invalid, sent to both servers by the differential test.
+
+Each case is (name, content type or None, body bytes). Values that must never be echoed back
+in an error carry the marker `SECRET`.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterator
+
+import pandas as pd
+
+SECRET = "s3cr3t-value-7431"
+JSON = "application/json"
+CSV = "text/csv"
+PARQUET = "application/vnd.apache.parquet"
+
+Case = tuple[str, str | None, bytes]
+
+
+def _j(document: object) -> bytes:
+    return json.dumps(document).encode()
+
+
+def _split(frame: pd.DataFrame) -> dict[str, object]:
+    return {"columns": list(frame.columns), "data": frame.to_numpy().tolist()}
+
+
+def _parquet(frame: pd.DataFrame) -> bytes:
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer)
+    return buffer.getvalue()
+
+
+def valid_cases(rows: pd.DataFrame) -> Iterator[Case]:
+    one, five, hundred = rows.head(1), rows.iloc[10:15], rows.head(100)
+    yield "split one row", JSON, _j({"dataframe_split": _split(one)})
+    yield "split five rows", JSON, _j({"dataframe_split": _split(five)})
+    yield "split hundred rows", JSON, _j({"dataframe_split": _split(hundred)})
+    yield "split shuffled columns", JSON, _j({"dataframe_split": _split(five[five.columns[::-1]])})
+    yield "split extra column", JSON, _j({"dataframe_split": _split(five.assign(extra=1.0))})
+    yield "split extra string column", JSON, _j({"dataframe_split": _split(five.assign(note="x"))})
+    yield "split with index", JSON, _j({"dataframe_split": {**_split(five), "index": [5, 6, 7, 8, 9]}})
+    yield "split integers", JSON, _j({"dataframe_split": _split(five.round().astype(int))})
+    yield "split numeric strings", JSON, _j({"dataframe_split": _split(one.astype(str))})
+    yield "split booleans", JSON, _j({"dataframe_split": _split(one.assign(feature_2=True))})
+    yield "split empty data", JSON, _j({"dataframe_split": {"columns": list(one.columns), "data": []}})
+    yield "split large integer", JSON, _j({"dataframe_split": _split(one.assign(feature_4=10**20))})
+    yield "split with params", JSON, _j({"dataframe_split": _split(one), "params": {"threshold": 0.5}})
+    yield "split with unknown top key", JSON, _j({"dataframe_split": _split(one), "meta": {"a": 1}})
+    yield "records", JSON, _j({"dataframe_records": five.to_dict(orient="records")})
+    yield (
+        "records extra key",
+        JSON,
+        _j({"dataframe_records": five.assign(extra=2.0).to_dict(orient="records")}),
+    )
+    yield "instances records", JSON, _j({"instances": five.to_dict(orient="records")})
+    yield "inputs records", JSON, _j({"inputs": five.to_dict(orient="records")})
+    yield "inputs columns", JSON, _j({"inputs": five.to_dict(orient="list")})
+    yield "charset utf-8", "application/json; charset=utf-8", _j({"dataframe_split": _split(one)})
+    yield "charset upper case", "application/json; charset=UTF-8", _j({"dataframe_split": _split(one)})
+    yield "csv", CSV, five.to_csv(index=False).encode()
+    yield "csv shuffled", CSV, five[five.columns[::-1]].to_csv(index=False).encode()
+    yield "csv hundred", CSV, hundred.to_csv(index=False).encode()
+    yield "parquet", PARQUET, _parquet(five)
+    yield "utf-16 json", JSON, json.dumps({"dataframe_split": _split(one)}).encode("utf-16")
+
+
+def invalid_cases(rows: pd.DataFrame) -> Iterator[Case]:
+    one, five = rows.head(1), rows.iloc[10:15]
+    yield "split 29 columns", JSON, _j({"dataframe_split": _split(five.drop(columns=["feature_30"]))})
+    yield "split non-numeric", JSON, _j({"dataframe_split": _split(five.assign(feature_2=SECRET))})
+    yield "split null", JSON, _j({"dataframe_split": _split(one.assign(feature_2=None))})
+    yield "split NaN literal", JSON, _j({"dataframe_split": _split(one)}).replace(b"17.99", b"NaN")
+    yield "split Infinity literal", JSON, _j({"dataframe_split": _split(one)}).replace(b"17.99", b"Infinity")
+    yield "split overflow", JSON, _j({"dataframe_split": _split(one)}).replace(b"17.99", b"1e400")
+    yield "split nested list", JSON, _j({"dataframe_split": _split(one.assign(feature_2=[[1.0]]))})
+    yield "split no data", JSON, _j({"dataframe_split": {"columns": list(one.columns)}})
+    yield (
+        "split short row",
+        JSON,
+        _j({"dataframe_split": {"columns": list(one.columns), "data": [[1.0, 2.0]]}}),
+    )
+    yield "split no columns", JSON, _j({"dataframe_split": {"data": one.to_numpy().tolist()}})
+    yield "split as list", JSON, _j({"dataframe_split": one.to_numpy().tolist()})
+    yield "split unknown key", JSON, _j({"dataframe_split": {**_split(one), SECRET: 1}})
+    yield (
+        "records missing key",
+        JSON,
+        _j({"dataframe_records": five.drop(columns=["feature_1"]).to_dict("records")}),
+    )
+    yield "records as dict", JSON, _j({"dataframe_records": {"feature_1": 1.0}})
+    yield (
+        "records string value",
+        JSON,
+        _j({"dataframe_records": one.assign(feature_9=SECRET).to_dict("records")}),
+    )
+    yield "instances lists", JSON, _j({"instances": one.to_numpy().tolist()})
+    yield "inputs lists", JSON, _j({"inputs": one.to_numpy().tolist()})
+    yield "inputs ragged columns", JSON, _j({"inputs": {**five.to_dict(orient="list"), "feature_1": [1.0]}})
+    yield "two formats", JSON, _j({"dataframe_split": _split(one), "instances": []})
+    yield "no format", JSON, _j({"rows": [SECRET]})
+    yield "empty object", JSON, b"{}"
+    yield "llm messages key", JSON, _j({"messages": [{"role": "user", "content": SECRET}]})
+    yield "top-level list", JSON, _j([one.to_dict("records")])
+    yield "top-level string", JSON, _j(SECRET)
+    yield "not json", JSON, b'{"dataframe_split": ' + SECRET.encode()
+    yield "empty body", JSON, b""
+    yield "invalid utf-8", JSON, b'{"dataframe_split": "\xff\xfe"}'
+    yield "text/plain", "text/plain", _j({"dataframe_split": _split(one)})
+    yield "charset latin-1", "application/json; charset=latin-1", _j({"dataframe_split": _split(one)})
+    yield "unknown parameter", "application/json; format=pandas-split", _j({"dataframe_split": _split(one)})
+    yield "media type upper case", "Application/JSON", _j({"dataframe_split": _split(one)})
+    yield "csv 29 columns", CSV, five.drop(columns=["feature_7"]).to_csv(index=False).encode()
+    yield "csv non-numeric", CSV, five.assign(feature_3=SECRET).to_csv(index=False).encode()
+    yield "csv garbage", CSV, b"\x00\x01\x02" + SECRET.encode()
+    yield "csv empty", CSV, b""
+    yield "csv invalid utf-8", CSV, b"feature_1\n\xff\n"
+    yield "parquet garbage", PARQUET, b"PAR1" + SECRET.encode()
+    yield "parquet 29 columns", PARQUET, _parquet(five.drop(columns=["feature_11"]))
+
+
+# Where MLflow's scoring server answers a client's mistake with a 5xx, this server answers 4xx:
+# a malformed request is never a server error here. Each entry is checked to still hold.
+DEVIATIONS: dict[str, int] = {
+    "no content type": 415,
+    "deep nesting": 400,
+}
+
+
+def deviation_cases(rows: pd.DataFrame) -> Iterator[Case]:
+    yield "no content type", None, _j({"dataframe_split": _split(rows.head(1))})
+    yield "deep nesting", JSON, b'{"inputs": ' + b"[" * 5000 + b"]" * 5000 + b"}"
