@@ -1,0 +1,107 @@
+"""Resolving registry URIs and retrying the first load with backoff."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pytest
+import skops.io as sio
+from mlflow import MlflowClient
+
+from registry_scripts.dataset import load_frame
+from registry_scripts.estimators import build_estimator
+from registry_scripts.tracking_server import TrackingServer
+from server.loaded_model import LoadedModel
+from server.loading import ModelLoader, ModelLoadError, load_with_retry
+
+
+def test_alias_resolves_to_a_pinned_version(tracking_server: TrackingServer, champion_version: str) -> None:
+    source = ModelLoader(tracking_server.url).resolve("models:/breast-cancer-classifier@champion")
+    assert (source.name, source.alias, source.version) == ("breast-cancer-classifier", "champion", champion_version)
+    assert source.download_uri.startswith("mlflow-artifacts:/")
+    assert set(source.metrics) == {"accuracy", "f1", "precision", "recall", "roc_auc"}
+
+
+def test_version_and_latest_resolve(tracking_server: TrackingServer, champion_version: str, client_mlflow: MlflowClient) -> None:
+    loader = ModelLoader(tracking_server.url)
+    assert loader.resolve(f"models:/breast-cancer-classifier/{champion_version}").version == champion_version
+    newest = max(int(v.version) for v in client_mlflow.search_model_versions("name = 'breast-cancer-classifier'"))
+    assert loader.resolve("models:/breast-cancer-classifier/latest").version == str(newest)
+
+
+def test_unknown_alias_is_an_error(tracking_server: TrackingServer, champion_version: str) -> None:
+    with pytest.raises(Exception, match="alias"):
+        ModelLoader(tracking_server.url).resolve("models:/breast-cancer-classifier@nope")
+
+
+def test_loaded_registry_model_has_the_fast_path(loaded_champion: LoadedModel) -> None:
+    assert loaded_champion.fast is not None
+    assert loaded_champion.fast.row_invariant
+    assert loaded_champion.feature_names == tuple(f"feature_{i}" for i in range(1, 31))
+    assert loaded_champion.example is not None
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+def test_retry_backs_off_until_the_load_succeeds(loaded_champion: LoadedModel) -> None:
+    clock = FakeClock()
+    failures = iter([ConnectionError("refused")] * 5)
+
+    def load() -> LoadedModel:
+        error = next(failures, None)
+        if error is not None:
+            raise error
+        return loaded_champion
+
+    assert load_with_retry(load, 60, sleep=clock.sleep, clock=clock) is loaded_champion
+    assert clock.sleeps == [0.5, 1.0, 2.0, 4.0, 5.0]
+
+
+def test_retry_gives_up_at_the_deadline_with_the_last_reason() -> None:
+    clock = FakeClock()
+
+    def load() -> LoadedModel:
+        raise ConnectionError("connection refused\nsecond line")
+
+    with pytest.raises(ModelLoadError) as raised:
+        load_with_retry(load, 10, sleep=clock.sleep, clock=clock)
+    assert str(raised.value) == "could not load the model after 5 attempt(s): connection refused"
+    assert sum(clock.sleeps) <= 10
+
+
+def test_zero_timeout_tries_once() -> None:
+    clock = FakeClock()
+    with pytest.raises(ModelLoadError, match="after 1 attempt"):
+        load_with_retry(lambda: (_ for _ in ()).throw(OSError("down")), 0, sleep=clock.sleep, clock=clock)
+    assert clock.sleeps == []
+
+
+@pytest.mark.parametrize("suffix", [".joblib", ".skops"])
+def test_local_estimator_file_is_served_through_the_wrapper(tmp_path: Path, suffix: str) -> None:
+    features, target, _ = load_frame()
+    estimator = build_estimator("logistic_regression", 0).fit(features.to_numpy(), target.to_numpy())
+    path = tmp_path / f"model{suffix}"
+    joblib.dump(estimator, path) if suffix == ".joblib" else sio.dump(estimator, path)
+    model = ModelLoader(None, work_dir=tmp_path).load_local_estimator(path)
+    assert model.fast is not None
+    assert model.class_names == ("malignant", "benign")
+    prediction = model.fast.predict_array(features.to_numpy()[:5])
+    np.testing.assert_array_equal(prediction.classes, estimator.predict(features.to_numpy()[:5]))
+
+
+def test_missing_local_file_is_a_load_error(tmp_path: Path) -> None:
+    with pytest.raises(ModelLoadError, match="does not exist"):
+        ModelLoader(None).load_local_estimator(tmp_path / "absent.joblib")
