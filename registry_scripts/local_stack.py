@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 
@@ -38,11 +39,14 @@ def main(argv: list[str] | None = None) -> None:
         api = subprocess.Popen([sys.executable, "-m", "server"], env=env)
         try:
             code = api.wait()
+        except KeyboardInterrupt:  # Ctrl-C reached the API too (same process group)
+            code = api.wait(timeout=30)
+            print("stopped", file=sys.stderr)
         finally:
             if api.poll() is None:
                 api.terminate()
                 api.wait(timeout=30)
-    if code not in (0, -2, 130):
+    if code not in (0, -signal.SIGINT, -signal.SIGTERM):
         raise cli.CliError(f"the API exited with code {code}")
 
 

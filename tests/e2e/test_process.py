@@ -68,7 +68,9 @@ def test_uvicorn_import_string_builds_the_app_from_the_environment(
 ) -> None:
     port = free_port()
     command = [sys.executable, "-m", "uvicorn", "server.app:app", "--host", "127.0.0.1", "--port", str(port)]
-    with ServerProcess(command, {**base_env, "MODEL_URI": champion_uri}, port, "/ping", tmp_path / "u.log") as server:
+    with ServerProcess(
+        command, {**base_env, "MODEL_URI": champion_uri}, port, "/ping", tmp_path / "u.log"
+    ) as server:
         response = httpx.post(f"{server.url}/predict", json=ROW)
         assert response.status_code == 200
 
@@ -84,12 +86,14 @@ def test_json_logs_carry_the_request_id(base_env: dict[str, str], champion_uri: 
     assert any(line["request_id"] == "json-log-1" for line in lines)
 
 
-def test_two_workers_add_their_metrics_up(base_env: dict[str, str], champion_uri: str, tmp_path: Path) -> None:
-    with api_process(base_env, tmp_path / "w.log", MODEL_URI=champion_uri, WORKERS="2") as server:
-        with httpx.Client(base_url=server.url) as client:
-            for _ in range(40):
-                assert client.post("/predict", json=ROW).status_code == 200
-            scrapes = [client.get("/metrics").text for _ in range(6)]
+def test_two_workers_add_their_metrics_up(
+    base_env: dict[str, str], champion_uri: str, tmp_path: Path
+) -> None:
+    server = api_process(base_env, tmp_path / "w.log", MODEL_URI=champion_uri, WORKERS="2")
+    with server, httpx.Client(base_url=server.url) as client:
+        for _ in range(40):
+            assert client.post("/predict", json=ROW).status_code == 200
+        scrapes = [client.get("/metrics").text for _ in range(6)]
     assert {sample(text, "prediction_requests_total", endpoint="/predict") for text in scrapes} == {40.0}
     model_info = [line for line in scrapes[0].splitlines() if line.startswith("model_info{")]
     assert len({line.split('pid="')[1].split('"')[0] for line in model_info}) == 2

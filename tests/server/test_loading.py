@@ -19,15 +19,23 @@ from server.loading import ModelLoader, ModelLoadError, load_with_retry
 
 def test_alias_resolves_to_a_pinned_version(tracking_server: TrackingServer, champion_version: str) -> None:
     source = ModelLoader(tracking_server.url).resolve("models:/breast-cancer-classifier@champion")
-    assert (source.name, source.alias, source.version) == ("breast-cancer-classifier", "champion", champion_version)
+    assert (source.name, source.alias, source.version) == (
+        "breast-cancer-classifier",
+        "champion",
+        champion_version,
+    )
     assert source.download_uri.startswith("mlflow-artifacts:/")
     assert set(source.metrics) == {"accuracy", "f1", "precision", "recall", "roc_auc"}
 
 
-def test_version_and_latest_resolve(tracking_server: TrackingServer, champion_version: str, client_mlflow: MlflowClient) -> None:
+def test_version_and_latest_resolve(
+    tracking_server: TrackingServer, champion_version: str, client_mlflow: MlflowClient
+) -> None:
     loader = ModelLoader(tracking_server.url)
     assert loader.resolve(f"models:/breast-cancer-classifier/{champion_version}").version == champion_version
-    newest = max(int(v.version) for v in client_mlflow.search_model_versions("name = 'breast-cancer-classifier'"))
+    newest = max(
+        int(v.version) for v in client_mlflow.search_model_versions("name = 'breast-cancer-classifier'")
+    )
     assert loader.resolve("models:/breast-cancer-classifier/latest").version == str(newest)
 
 

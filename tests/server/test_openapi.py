@@ -34,14 +34,23 @@ def test_batch_limit_comes_from_settings(client: TestClient) -> None:
 def test_error_responses_are_documented(client: TestClient) -> None:
     responses = client.get("/openapi.json").json()["paths"]["/predict"]["post"]["responses"]
     assert {"200", "400", "413", "415", "422", "503"} <= set(responses)
-    assert responses["422"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/ErrorBody"}
+    assert responses["422"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/ErrorBody"
+    }
 
 
 def test_every_endpoint_is_listed(client: TestClient) -> None:
     paths = set(client.get("/openapi.json").json()["paths"])
     assert paths == {
-        "/predict", "/batch-predict", "/invocations", "/model/metadata", "/model/features",
-        "/health", "/ping", "/metrics", "/prometheus-metrics",
+        "/predict",
+        "/batch-predict",
+        "/invocations",
+        "/model/metadata",
+        "/model/features",
+        "/health",
+        "/ping",
+        "/metrics",
+        "/prometheus-metrics",
     }
 
 

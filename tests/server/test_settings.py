@@ -17,12 +17,22 @@ def test_defaults() -> None:
     settings = ServerSettings(_env_file=None)
     assert settings.model_uri == "models:/breast-cancer-classifier@champion"
     assert (settings.api_host, settings.api_port, settings.workers) == ("0.0.0.0", 8000, 1)
-    assert (settings.log_level, settings.max_batch_size, settings.max_body_bytes) == ("INFO", 1000, 10 * 1024 * 1024)
+    assert (settings.log_level, settings.max_batch_size, settings.max_body_bytes) == (
+        "INFO",
+        1000,
+        10 * 1024 * 1024,
+    )
     assert str(settings.model_path) == "artifacts/model/model.joblib"
 
 
 def test_values_come_from_the_environment() -> None:
-    env = {"PATH": os.environ["PATH"], "API_PORT": "9001", "workers": "3", "LOG_LEVEL": "debug", "MAX_BATCH_SIZE": "10"}
+    env = {
+        "PATH": os.environ["PATH"],
+        "API_PORT": "9001",
+        "workers": "3",
+        "LOG_LEVEL": "debug",
+        "MAX_BATCH_SIZE": "10",
+    }
     code = "from server.settings import ServerSettings; print(ServerSettings().model_dump_json())"
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     settings = json.loads(result.stdout)
