@@ -61,9 +61,11 @@ class LinearKernel:
                 rows /= scale
         decision = np.einsum("ij,j->i", rows, self.weights)
         decision += self.intercept
-        positive = expit(decision)
+        probabilities = np.empty((len(rows), 2))
+        positive = expit(decision, out=probabilities[:, 1])
+        np.subtract(1, positive, out=probabilities[:, 0])
         # scikit-learn predicts the second class exactly when the decision is positive.
-        return (decision > 0).astype(np.intp), np.stack([1 - positive, positive], axis=1)
+        return (decision > 0).astype(np.intp), probabilities
 
 
 @dataclass(frozen=True)

@@ -26,9 +26,15 @@ class Services:
     started_at: float
 
 
-def get_services(request: Request) -> Services:
+def services_of(request: Request) -> Services:
+    """The services of the app serving `request` (hot routes call this instead of `Depends`)."""
     services: Services = request.app.state.services
     return services
+
+
+async def get_services(request: Request) -> Services:
+    """Async on purpose: FastAPI runs a plain `def` dependency in a worker thread, per request."""
+    return services_of(request)
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]

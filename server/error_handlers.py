@@ -26,7 +26,8 @@ def error_response(error: ServingError) -> Response:
     )
 
 
-async def _serving_error(request: Request, error: Exception) -> Response:
+async def handle_serving_error(request: Request, error: Exception) -> Response:
+    """The answer to a `ServingError`; notes its code on the request for the metrics middleware."""
     assert isinstance(error, ServingError)
     setattr(request.state, ERROR_CODE_STATE, error.error_code)
     return error_response(error)
@@ -43,7 +44,7 @@ async def _http_error(request: Request, error: Exception) -> Response:
         mapped = ServingError(
             str(error.detail), status_code=error.status_code, error_code=f"HTTP_{error.status_code}"
         )
-    return await _serving_error(request, mapped)
+    return await handle_serving_error(request, mapped)
 
 
 async def _validation_error(request: Request, error: Exception) -> Response:
@@ -52,13 +53,15 @@ async def _validation_error(request: Request, error: Exception) -> Response:
         Problem(str(item.get("msg", "invalid")), field=".".join(str(p) for p in item.get("loc", ())))
         for item in error.errors()
     ]
-    return await _serving_error(request, InvalidInput.from_problems(problems or [Problem("invalid request")]))
+    return await handle_serving_error(
+        request, InvalidInput.from_problems(problems or [Problem("invalid request")])
+    )
 
 
 Handler = Callable[[Request, Exception], Awaitable[Response]]
 
 EXCEPTION_HANDLERS: dict[type[Exception], Handler] = {
-    ServingError: _serving_error,
+    ServingError: handle_serving_error,
     StarletteHTTPException: _http_error,
     RequestValidationError: _validation_error,
 }

@@ -39,7 +39,7 @@ class Inference:
             metrics.record_predictions(prediction.labels)
             return prediction
         rows = await run_in_threadpool(_generic_rows, model, features)
-        metrics.BATCH_SIZE.labels("request").observe(len(rows))
+        metrics.record_request_rows(len(rows))
         return rows
 
     async def predict_mlflow(

@@ -89,24 +89,38 @@ class UptimeCollector(Collector):
         )
 
 
+# Label lookups take a lock and build tuples: resolve the fixed label sets once, on the hot path.
+_REQUESTS_BY_ENDPOINT = {endpoint: REQUESTS.labels(endpoint) for endpoint in PREDICTION_ENDPOINTS}
+_LATENCY_BY_ENDPOINT = {endpoint: LATENCY.labels(endpoint) for endpoint in PREDICTION_ENDPOINTS}
+_REQUEST_ROWS = BATCH_SIZE.labels("request")
+_MODEL_CALL_ROWS = BATCH_SIZE.labels("model_call")
+
+
 def record_request(endpoint: str, seconds: float, status: int, reason: str | None) -> None:
     """Count one prediction request and its latency; failures by reason."""
-    REQUESTS.labels(endpoint).inc()
-    LATENCY.labels(endpoint).observe(seconds)
+    _REQUESTS_BY_ENDPOINT[endpoint].inc()
+    _LATENCY_BY_ENDPOINT[endpoint].observe(seconds)
     if status >= 400:
         REQUESTS_FAILED.labels(endpoint, reason or f"HTTP_{status}").inc()
 
 
 def record_predictions(labels: np.ndarray) -> None:
-    """Count predicted rows by class name and the request's row count."""
-    BATCH_SIZE.labels("request").observe(len(labels))
+    """Count predicted rows by class name, and the request's row count."""
+    _REQUEST_ROWS.observe(len(labels))
+    if len(labels) == 1:
+        PREDICTIONS.labels(labels[0]).inc()
+        return
     names, counts = np.unique(labels, return_counts=True)
-    for name, count in zip(names, counts, strict=True):
-        PREDICTIONS.labels(str(name)).inc(int(count))
+    for name, count in zip(names.tolist(), counts.tolist(), strict=True):
+        PREDICTIONS.labels(name).inc(count)
+
+
+def record_request_rows(rows: int) -> None:
+    _REQUEST_ROWS.observe(rows)
 
 
 def record_model_call(rows: int) -> None:
-    BATCH_SIZE.labels("model_call").observe(rows)
+    _MODEL_CALL_ROWS.observe(rows)
 
 
 _published: tuple[str, str, str, str] | None = None

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
+import os
 import re
-import uuid
 from contextvars import ContextVar
 
 REQUEST_ID_HEADER = "x-request-id"
@@ -12,8 +13,17 @@ _ACCEPTABLE = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 current_request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
 
 
+# A random per-process prefix and a counter: unique like a uuid4, a fraction of its cost.
+_PREFIX = os.urandom(8).hex()
+_COUNTER = itertools.count()
+
+
+def new_request_id() -> str:
+    return f"{_PREFIX}{next(_COUNTER):016x}"
+
+
 def accept_or_generate(candidate: str | None) -> str:
     """Keep a client's id when it is short and plain (safe in logs and headers), else make one."""
     if candidate is not None and _ACCEPTABLE.fullmatch(candidate):
         return candidate
-    return uuid.uuid4().hex
+    return new_request_id()

@@ -9,7 +9,7 @@ from server.codecs.body import read_body
 from server.codecs.mlflow_protocol import FastRequest, ProtocolError, media_type_of, scrub
 from server.codecs.per_model import invocation_codec
 from server.codecs.responses import mlflow_body
-from server.dependencies import ServicesDep
+from server.dependencies import services_of
 from server.openapi import ERROR_RESPONSES, INVOCATIONS_REQUEST, request_body
 from server.routes.predictions import MODEL_VERSION_HEADER
 from server.schemas import InvocationsResponse
@@ -26,7 +26,8 @@ router = APIRouter(tags=["mlflow"])
     responses=ERROR_RESPONSES,
     openapi_extra=request_body(INVOCATIONS_REQUEST, csv=True),
 )
-async def invocations(request: Request, services: ServicesDep) -> Response:
+async def invocations(request: Request) -> Response:
+    services = services_of(request)
     model = services.store.current
     media_type = media_type_of(request.headers.get("content-type"))
     body = await read_body(request, services.settings.max_body_bytes)

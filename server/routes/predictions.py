@@ -1,4 +1,8 @@
-"""/predict and /batch-predict: strict JSON records, answered with classes and probabilities."""
+"""/predict and /batch-predict: strict JSON records, answered with classes and probabilities.
+
+Hot routes take the request alone (no dependency injection), so the fast lane
+(`server.fast_lane`) can call the very same functions.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ from server.codecs import json_text
 from server.codecs.body import read_body, require_json
 from server.codecs.per_model import record_codec
 from server.codecs.responses import batch_body, generic_body, predict_body
-from server.dependencies import ServicesDep
+from server.dependencies import services_of
 from server.loaded_model import LoadedModel
 from server.openapi import BATCH_REQUEST, ERROR_RESPONSES, PREDICT_REQUEST, request_body
 from server.schemas import BatchPredictResponse, PredictResponse
@@ -45,7 +49,8 @@ def _respond(model: LoadedModel, result: Prediction | list[Any], *, single: bool
     responses=ERROR_RESPONSES,
     openapi_extra=request_body(PREDICT_REQUEST),
 )
-async def predict(request: Request, services: ServicesDep) -> Response:
+async def predict(request: Request) -> Response:
+    services = services_of(request)
     model = services.store.current
     payload = await _json_payload(request, services.settings.max_body_bytes)
     features = record_codec(model).single(payload)
@@ -59,7 +64,8 @@ async def predict(request: Request, services: ServicesDep) -> Response:
     responses=ERROR_RESPONSES,
     openapi_extra=request_body(BATCH_REQUEST),
 )
-async def batch_predict(request: Request, services: ServicesDep) -> Response:
+async def batch_predict(request: Request) -> Response:
+    services = services_of(request)
     model = services.store.current
     payload = await _json_payload(request, services.settings.max_body_bytes)
     features = record_codec(model).batch(payload, services.settings.max_batch_size)
