@@ -9,6 +9,7 @@ from __future__ import annotations
 import gc
 import time
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from importlib import metadata
 
@@ -16,6 +17,7 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from server import metrics
+from server.batching import AdaptiveBatcher
 from server.dependencies import Services
 from server.error_handlers import EXCEPTION_HANDLERS
 from server.fast_lane import ServingApp
@@ -23,7 +25,7 @@ from server.inference import Inference
 from server.loaded_model import LoadedModel
 from server.loading import ModelLoader, load_with_retry
 from server.logging_setup import configure_logging
-from server.middleware import PredictionMetricsMiddleware, RequestContextMiddleware
+from server.middleware import PredictionTrafficMiddleware, RequestContextMiddleware
 from server.mlflow_env import apply_mlflow_client_settings
 from server.model_store import ModelStore
 from server.openapi import OpenApiBuilder
@@ -59,11 +61,18 @@ def create_app(settings: ServerSettings, *, store: ModelStore | None = None) -> 
     started_at = time.time()
     owns_store = store is None
     store = store if store is not None else ModelStore()
+    inference_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
+    batcher = AdaptiveBatcher(
+        inference_thread,
+        max_rows=settings.batch_max_rows,
+        max_wait=settings.batch_max_wait_ms / 1000,
+        inline_budget=settings.inline_budget_us / 1e6,
+    )
     services = Services(
         settings=settings,
         store=store,
         loader=ModelLoader(settings.mlflow_tracking_uri),
-        inference=Inference(),
+        inference=Inference(batcher),
         exposition=metrics.Exposition(started_at, settings.prometheus_multiproc_dir),
         started_at=started_at,
     )
@@ -76,6 +85,7 @@ def create_app(settings: ServerSettings, *, store: ModelStore | None = None) -> 
         try:
             yield
         finally:
+            inference_thread.shutdown(wait=True, cancel_futures=True)
             if owns_store:
                 store.close()
 
@@ -95,10 +105,10 @@ def create_app(settings: ServerSettings, *, store: ModelStore | None = None) -> 
         metrics_routes.router,
     ):
         app.include_router(router)
-    app.add_middleware(PredictionMetricsMiddleware)
+    app.add_middleware(PredictionTrafficMiddleware)
     app.add_middleware(RequestContextMiddleware)  # added last: outermost
     app.install_fast_lane(
-        lambda inner: RequestContextMiddleware(PredictionMetricsMiddleware(inner)),
+        lambda inner: RequestContextMiddleware(PredictionTrafficMiddleware(inner)),
         {
             "/predict": predictions.predict,
             "/batch-predict": predictions.batch_predict,

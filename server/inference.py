@@ -1,4 +1,5 @@
-"""Running the model: the numpy fast path, the generic pyfunc path, and MLflow's protocol path.
+"""Running the model: the numpy fast path (micro-batched), the generic pyfunc path, and MLflow's
+protocol path.
 
 Every model call goes through here, so this is where calls are counted by size and where
 predicted classes are counted.
@@ -16,6 +17,7 @@ from starlette.concurrency import run_in_threadpool
 
 from model_wrapper import Prediction
 from server import metrics
+from server.batching import AdaptiveBatcher
 from server.codecs.mlflow_protocol import InvocationCodec, PendingRequest, from_mlflow, predict_general
 from server.errors import ServingError
 from server.loaded_model import LoadedModel
@@ -31,13 +33,16 @@ class ModelFailed(ServingError):
 class Inference:
     """Turns validated rows into predictions with whichever path the model supports."""
 
+    def __init__(self, batcher: AdaptiveBatcher) -> None:
+        self._batcher = batcher
+
     async def predict(self, model: LoadedModel, features: np.ndarray) -> Prediction | list[Any]:
         """Rows in signature order -> a `Prediction` (fast path) or the pyfunc's per-row output."""
-        metrics.record_model_call(len(features))
         if model.fast is not None:
-            prediction = model.fast.predict_array(features)
+            prediction = await self._batcher.predict(model.fast, features)
             metrics.record_predictions(prediction.labels)
             return prediction
+        metrics.record_model_call(len(features))
         rows = await run_in_threadpool(_generic_rows, model, features)
         metrics.record_request_rows(len(rows))
         return rows

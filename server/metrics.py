@@ -61,6 +61,11 @@ LATENCY = Histogram(
     ["endpoint"],
     buckets=LATENCY_BUCKETS,
 )
+IN_FLIGHT = Gauge(
+    "prediction_requests_in_flight",
+    "Prediction requests received and not yet answered.",
+    multiprocess_mode="livesum",
+)
 PREDICTIONS = Counter("predictions", "Rows predicted, by predicted class name.", ["class"])
 BATCH_SIZE = Histogram(
     "batch_size",

@@ -1,4 +1,4 @@
-"""Pure ASGI middleware: request ids and last-resort errors, and prediction traffic metrics.
+"""Pure ASGI middleware: request ids and last-resort errors, and prediction traffic accounting.
 
 Pure ASGI (not `BaseHTTPMiddleware`) because these run on every request of the hot path.
 """
@@ -9,6 +9,7 @@ import logging
 import time
 
 import orjson
+from starlette._utils import get_route_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from server import metrics
@@ -73,16 +74,20 @@ class RequestContextMiddleware:
             current_request_id.reset(token)
 
 
-class PredictionMetricsMiddleware:
-    """Counts requests, failures (by error code) and latency on the prediction endpoints only."""
+class PredictionTrafficMiddleware:
+    """Accounts for prediction traffic only: requests, failures (by error code), latency and
+    requests in flight. Health checks, docs and `/metrics` are not traffic."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
         self._endpoints = frozenset(metrics.PREDICTION_ENDPOINTS)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path = scope.get("path")
-        if scope["type"] != "http" or path not in self._endpoints:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = get_route_path(scope)
+        if path not in self._endpoints:
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()
@@ -94,8 +99,10 @@ class PredictionMetricsMiddleware:
                 status = message["status"]
             await send(message)
 
+        metrics.IN_FLIGHT.inc()
         try:
             await self.app(scope, receive, capture)
         finally:
+            metrics.IN_FLIGHT.dec()
             reason = scope.get("state", {}).get(ERROR_CODE_STATE) if status >= 400 else None
             metrics.record_request(path, time.perf_counter() - start, status, reason)

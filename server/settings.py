@@ -50,6 +50,23 @@ class ServerSettings(BaseSettings):
     max_body_bytes: int = Field(
         default=10 * MIB, ge=1024, description="Largest request body accepted; larger gets 413."
     )
+    batch_max_rows: int = Field(
+        default=1024,
+        ge=1,
+        description="Most rows one model call may merge from concurrent requests (1: never merge).",
+    )
+    batch_max_wait_ms: float = Field(
+        default=0.0,
+        ge=0,
+        description="How long a batch waits for more requests before it runs. 0: it runs as soon as the "
+        "model is free, and batches grow only from requests that arrive while a call runs.",
+    )
+    inline_budget_us: float = Field(
+        default=250.0,
+        ge=0,
+        description="Model calls estimated under this many microseconds run on the event loop when the "
+        "server is idle; longer ones, and everything while a call runs, go to the inference thread.",
+    )
     model_load_timeout: float = Field(
         default=60.0, ge=0, description="Seconds to keep retrying the first model load before exiting."
     )
