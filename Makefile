@@ -38,5 +38,9 @@ constraints: $(PY) ## Re-pin constraints.txt from a fresh resolution of setup.cf
 	$(PY) -m pip install --quiet --upgrade -e '.[dev]'
 	$(PY) -m pip freeze --exclude-editable --exclude registry-serve | grep -v '^pip==' > constraints.txt
 
+bench: $(INSTALLED) ## Benchmark against `mlflow models serve` (needs wrk: apt-get install wrk)
+	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -q wrk; } || { echo "install wrk first: apt-get install wrk"; exit 2; }
+	$(PY) -m bench.run $(BENCH_ARGS)
+
 clean: ## Remove .venv, caches and make run's data
 	rm -rf $(VENV) .data .pytest_cache .ruff_cache *.egg-info

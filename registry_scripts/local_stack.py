@@ -15,7 +15,8 @@ import sys
 
 from registry_scripts import cli
 from registry_scripts.config import RegistrySettings
-from registry_scripts.tracking_server import TrackingServer, port_is_free
+from registry_scripts.processes import port_is_free
+from registry_scripts.tracking_server import TrackingServer
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -2,7 +2,7 @@
 
 Two ways through:
 - the fast path: a JSON body in one of MLflow's four layouts whose values are all plain numbers,
-  for a model with the numpy entry point, goes straight to a float64 array;
+  for a model with the numpy entry point, goes straight to a float64 array (msgspec, in C);
 - everything else (CSV, Parquet, strings that MLflow would coerce, nulls, `index`, other models)
   goes through MLflow's own parsers and `PyFuncModel.predict`, so MLflow decides what it accepts.
 
@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from io import BytesIO, StringIO
 from typing import Any
 
+import msgspec
 import numpy as np
 import orjson
 from mlflow.exceptions import MlflowException
@@ -29,6 +30,7 @@ from mlflow.pyfunc.scoring_server import (
     parse_parquet_input,
     predictions_to_json,
 )
+from msgspec.structs import astuple
 
 from server.errors import ServingError, UnsupportedMediaType
 
@@ -37,7 +39,6 @@ JSON = "application/json"
 PARQUET = "application/vnd.apache.parquet"
 MEDIA_TYPES = (CSV, JSON, PARQUET)
 FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
-MAX_SAFE_INTEGER = 2**53
 _PROTOCOL_NAMES = frozenset({*FORMATS, "columns", "data", "index", "params"})
 
 
@@ -90,14 +91,73 @@ def media_type_of(header: str | None) -> str:
     return media_type
 
 
-def _number(value: Any) -> float:
-    """A JSON number MLflow would read as exactly this double; raises for anything else."""
-    kind = type(value)
-    if kind is float and value - value == 0.0:
-        return value
-    if kind is int and -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
-        return float(value)
-    raise ValueError
+class _FastDecoder:
+    """msgspec decoders for the four JSON layouts when every value is a plain number.
+
+    They accept only bodies MLflow reads as exactly these doubles: one layout (plus `params`,
+    which a model without a params schema ignores), no other key, every listed feature, no
+    booleans, nulls or strings, nothing empty. A body they refuse is not wrong, only not plain:
+    MLflow's parsers take it from there.
+    """
+
+    def __init__(self, names: tuple[str, ...]) -> None:
+        record = msgspec.defstruct("Record", [(n, float) for n in names], forbid_unknown_fields=True)
+        columns = msgspec.defstruct("Columns", [(n, list[float]) for n in names], forbid_unknown_fields=True)
+        split = msgspec.defstruct(
+            "Split", [("columns", list[str]), ("data", list[list[float]])], forbid_unknown_fields=True
+        )
+        request = msgspec.defstruct(
+            "Invocation",
+            [
+                ("dataframe_split", split | None, None),
+                ("dataframe_records", list[record] | None, None),
+                ("instances", list[record] | None, None),
+                ("inputs", list[record] | columns | None, None),
+                ("params", Any, None),
+            ],
+            forbid_unknown_fields=True,
+        )
+        self._names = names
+        self._name_set = frozenset(names)
+        self._decode = msgspec.json.Decoder(request).decode
+
+    def __call__(self, body: bytes) -> np.ndarray | None:
+        try:
+            request = self._decode(body)
+        except msgspec.MsgspecError:
+            return None
+        given = [
+            layout
+            for layout in (
+                request.dataframe_split,
+                request.dataframe_records,
+                request.instances,
+                request.inputs,
+            )
+            if layout is not None
+        ]
+        if len(given) != 1:
+            return None
+        layout = given[0]
+        try:
+            if isinstance(layout, list):
+                return np.array([astuple(r) for r in layout], dtype=np.float64) if layout else None
+            if hasattr(layout, "data"):
+                return self._split(layout.columns, layout.data)
+            columns = [getattr(layout, name) for name in self._names]
+            return np.array(columns, dtype=np.float64).T if columns[0] else None
+        except ValueError:  # ragged rows or columns
+            return None
+
+    def _split(self, columns: list[str], data: list[list[float]]) -> np.ndarray | None:
+        if not data or len(set(columns)) != len(columns) or not self._name_set <= set(columns):
+            return None
+        rows = np.array(data, dtype=np.float64)
+        if rows.ndim != 2 or rows.shape[1] != len(columns):
+            return None
+        if len(columns) == len(self._names) and columns == list(self._names):
+            return rows
+        return rows[:, [columns.index(name) for name in self._names]]
 
 
 class InvocationCodec:
@@ -106,7 +166,7 @@ class InvocationCodec:
     def __init__(self, pyfunc: PyFuncModel, feature_names: tuple[str, ...] | None, fast: bool) -> None:
         self._pyfunc = pyfunc
         self._schema = pyfunc.metadata.get_input_schema()
-        self._names = feature_names if fast else None
+        self._fast = _FastDecoder(feature_names) if fast and feature_names else None
         self._name_set = frozenset(feature_names or ())
 
     @property
@@ -118,12 +178,11 @@ class InvocationCodec:
         """The fast path when the body qualifies; otherwise the body, for `parse` off the event loop."""
         if media_type != JSON:
             return PendingRequest(media_type, body, None)
-        document = _json_document(body)
-        if self._names is not None:
-            features = self._fast(document)
+        if self._fast is not None:
+            features = self._fast(body)
             if features is not None:
                 return FastRequest(features)
-        return PendingRequest(media_type, body, document)
+        return PendingRequest(media_type, body, _json_document(body))
 
     def parse(self, pending: PendingRequest) -> GeneralRequest:
         """MLflow's parsers, exactly as its scoring server calls them (CPU-bound: run in a thread)."""
@@ -139,69 +198,6 @@ class InvocationCodec:
                 ) from None
             return GeneralRequest(_mlflow_call(parse_csv_input, StringIO(text), self._schema), None)
         return GeneralRequest(_mlflow_call(parse_parquet_input, BytesIO(pending.body)), None)
-
-    # The fast path: return None whenever the request is anything but plainly clean.
-
-    def _fast(self, document: dict[str, Any]) -> np.ndarray | None:
-        keys = set(document) - {"params"}
-        if len(keys) != 1:
-            return None
-        layout = keys.pop()
-        payload = document[layout]
-        try:
-            if layout == "dataframe_split":
-                return self._split(payload)
-            if layout in ("dataframe_records", "instances"):
-                return self._records(payload)
-            if layout == "inputs":
-                return self._columns(payload) if isinstance(payload, dict) else self._records(payload)
-        except (ValueError, TypeError, KeyError):
-            return None
-        return None
-
-    def _split(self, payload: Any) -> np.ndarray | None:
-        if type(payload) is not dict or set(payload) != {"columns", "data"}:
-            return None
-        columns, data = payload["columns"], payload["data"]
-        if type(columns) is not list or type(data) is not list or not data:
-            return None
-        if len(set(columns)) != len(columns) or not self._name_set <= set(columns):
-            return None
-        if not all(type(c) is str for c in columns):
-            return None
-        width = len(columns)
-        positions = [columns.index(name) for name in self._names]
-        rows = []
-        for row in data:
-            if type(row) is not list or len(row) != width:
-                return None
-            rows.append([_number(row[p]) for p in positions])
-            if width != len(positions):  # columns MLflow ignores must still be valid numbers
-                for value in row:
-                    _number(value)
-        return np.array(rows, dtype=np.float64)
-
-    def _records(self, payload: Any) -> np.ndarray | None:
-        if type(payload) is not list or not payload:
-            return None
-        names, expected = self._names, self._name_set
-        rows = []
-        for record in payload:
-            if type(record) is not dict or len(record) != len(names) or record.keys() != expected:
-                return None
-            rows.append([_number(record[name]) for name in names])
-        return np.array(rows, dtype=np.float64)
-
-    def _columns(self, payload: dict[str, Any]) -> np.ndarray | None:
-        if payload.keys() != self._name_set:
-            return None
-        columns = [payload[name] for name in self._names]
-        if not all(type(c) is list for c in columns):
-            return None
-        length = len(columns[0])
-        if length == 0 or any(len(c) != length for c in columns):
-            return None
-        return np.array([[_number(v) for v in column] for column in columns], dtype=np.float64).T.copy()
 
 
 def _json_document(body: bytes) -> dict[str, Any]:

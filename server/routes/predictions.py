@@ -12,7 +12,6 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from model_wrapper import Prediction
-from server.codecs import json_text
 from server.codecs.body import read_body, require_json
 from server.codecs.per_model import record_codec
 from server.codecs.responses import batch_body, generic_body, predict_body
@@ -26,9 +25,9 @@ router = APIRouter(tags=["predictions"])
 MODEL_VERSION_HEADER = "X-Model-Version"
 
 
-async def _json_payload(request: Request, limit: int) -> Any:
+async def _json_body(request: Request, limit: int) -> bytes:
     require_json(request.headers.get("content-type"))
-    return json_text.decode(await read_body(request, limit))
+    return await read_body(request, limit)
 
 
 def _respond(model: LoadedModel, result: Prediction | list[Any], *, single: bool) -> Response:
@@ -52,8 +51,8 @@ def _respond(model: LoadedModel, result: Prediction | list[Any], *, single: bool
 async def predict(request: Request) -> Response:
     services = services_of(request)
     model = services.store.current
-    payload = await _json_payload(request, services.settings.max_body_bytes)
-    features = record_codec(model).single(payload)
+    body = await _json_body(request, services.settings.max_body_bytes)
+    features = record_codec(model).single(body)
     return _respond(model, await services.inference.predict(model, features), single=True)
 
 
@@ -67,6 +66,6 @@ async def predict(request: Request) -> Response:
 async def batch_predict(request: Request) -> Response:
     services = services_of(request)
     model = services.store.current
-    payload = await _json_payload(request, services.settings.max_body_bytes)
-    features = record_codec(model).batch(payload, services.settings.max_batch_size)
+    body = await _json_body(request, services.settings.max_body_bytes)
+    features = record_codec(model).batch(body, services.settings.max_batch_size)
     return _respond(model, await services.inference.predict(model, features), single=False)

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.processes import ServerProcess, api_process, mlflow_scoring_process
+from registry_scripts.processes import ServerProcess, api_process, mlflow_scoring_process
 
 
 @pytest.fixture(scope="session")

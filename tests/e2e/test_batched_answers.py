@@ -10,7 +10,7 @@ import mlflow
 import pandas as pd
 
 from registry_scripts.dataset import load_frame
-from tests.processes import ServerProcess
+from registry_scripts.processes import ServerProcess
 from tests.server.metrics_text import sample
 
 ROWS = load_frame()[0]

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from registry_scripts.dataset import load_frame
+from registry_scripts.processes import ServerProcess
 from tests.e2e.invocation_corpus import (
     DEVIATIONS,
     SECRET,
@@ -20,7 +21,6 @@ from tests.e2e.invocation_corpus import (
     invalid_cases,
     valid_cases,
 )
-from tests.processes import ServerProcess
 
 ROWS = load_frame()[0]
 

@@ -17,9 +17,9 @@ import pytest
 
 from registry_scripts.dataset import load_frame
 from registry_scripts.estimators import build_estimator
-from registry_scripts.tracking_server import TrackingServer, free_port
+from registry_scripts.processes import ServerProcess, api_process, free_port
+from registry_scripts.tracking_server import TrackingServer
 from tests.helpers import run_ok
-from tests.processes import ServerProcess, api_process
 from tests.server.metrics_text import sample
 
 ROW = {k: float(v) for k, v in load_frame()[0].iloc[0].items()}

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 
-from registry_scripts.tracking_server import free_port, port_is_free, wait_until_healthy
+from registry_scripts.processes import free_port, port_is_free, wait_until_healthy
 
 
 def _start(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:

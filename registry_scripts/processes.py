@@ -1,37 +1,83 @@
-"""Real server processes for end-to-end tests: the API under uvicorn, `mlflow models serve`."""
+"""Local server processes, started and stopped as a whole: for `make run`, the tests and `make bench`.
+
+Each server runs in its own process group, so stopping it also stops whatever it spawned (the
+uvicorn workers of `mlflow server` and `mlflow models serve`).
+"""
 
 from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from types import TracebackType
-
-from registry_scripts.tracking_server import free_port, wait_until_healthy
 
 VENV_BIN = str(Path(sys.executable).parent)
 
 
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def port_is_free(host: str, port: int) -> bool:
+    """Whether a server could listen on `port` now (connections lingering in TIME_WAIT don't count,
+    as servers bind with SO_REUSEADDR)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
+def wait_until_healthy(url: str, timeout: float, process: subprocess.Popen[bytes] | None = None) -> None:
+    """Poll `url` until it answers 200; fail early if `process` exits first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"process exited with code {process.returncode} before {url} was healthy")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.05)
+    raise TimeoutError(f"{url} was not healthy within {timeout:.0f} s")
+
+
 class ServerProcess:
-    """A command serving HTTP on a port, started in its own process group and stopped with it."""
+    """A command serving HTTP on `port`, ready when `ready_path` answers 200."""
 
     def __init__(
         self, command: list[str], env: dict[str, str], port: int, ready_path: str, log_path: Path
     ) -> None:
         self.command = command
+        # The venv's bin first: `mlflow models serve` execs `uvicorn` by name.
         self.env = {**env, "PATH": f"{VENV_BIN}:{env.get('PATH', os.defpath)}"}
         self.port = port
         self.ready_path = ready_path
         self.log_path = log_path
         self.process: subprocess.Popen[bytes] | None = None
+        self.ready_seconds: float | None = None
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 120) -> ServerProcess:
+        """Launch, and return once ready; `ready_seconds` is the time from launch to ready."""
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        started = time.perf_counter()
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 self.command, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
@@ -41,9 +87,11 @@ class ServerProcess:
         except Exception:
             self.stop()
             raise
+        self.ready_seconds = time.perf_counter() - started
         return self
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int | None:
+        """Signal the whole process group; kill it if it outlives `timeout`. Returns the exit status."""
         process, self.process = self.process, None
         if process is None:
             return None
@@ -69,7 +117,7 @@ class ServerProcess:
 
 
 def api_process(env: dict[str, str], log_path: Path, **settings: str) -> ServerProcess:
-    """`python -m server` on a free port, ready when /ping answers 200."""
+    """This server (`python -m server`) on a free port, ready when /ping answers 200."""
     port = free_port()
     full_env = {**env, "API_HOST": "127.0.0.1", "API_PORT": str(port), **settings}
     return ServerProcess([sys.executable, "-m", "server"], full_env, port, "/ping", log_path)

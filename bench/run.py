@@ -1,0 +1,394 @@
+"""`make bench`: this server against `mlflow models serve` on the same registered model, in one run.
+
+Starts a real MLflow tracking server, registers the default model (and a random forest, the
+batching showcase), starts `mlflow models serve --env-manager local` and this server (one worker
+each) and a bare FastAPI route as the /predict yardstick, drives each with wrk (one thread,
+BENCH_CONNECTIONS connections, BENCH_SECONDS per run after a warm-up), and prints one table of
+requests/s, rows/s, p50, p99 and errors, then the targets of issue 4 as ratios.
+
+    make bench                       # or: python -m bench.run [--seconds 10] [--out bench/out]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
+from pathlib import Path
+
+import psutil
+
+from bench.load import LoadResult, require_wrk, run_wrk
+from model_wrapper import FEATURE_NAMES
+from registry_scripts.dataset import load_frame
+from registry_scripts.processes import ServerProcess, api_process, free_port, mlflow_scoring_process
+from registry_scripts.tracking_server import TrackingServer
+
+JSON = "application/json"
+MODEL = "breast-cancer-classifier"
+
+
+@dataclass
+class Row:
+    scenario: str
+    server: str
+    rows_per_request: int
+    result: LoadResult
+
+    def as_dict(self) -> dict[str, object]:
+        r = self.result
+        return {
+            "scenario": self.scenario,
+            "server": self.server,
+            "rows_per_request": self.rows_per_request,
+            "rps": round(r.rps, 1),
+            "rows_per_s": round(r.rps * self.rows_per_request, 1),
+            "p50_ms": r.p50_ms,
+            "p99_ms": r.p99_ms,
+            "errors": r.errors,
+            "requests": r.requests,
+        }
+
+
+@dataclass
+class Report:
+    machine: dict[str, object]
+    settings: dict[str, object]
+    rows: list[Row] = field(default_factory=list)
+    startup_seconds: dict[str, list[float]] = field(default_factory=dict)
+    rss_mib: dict[str, float] = field(default_factory=dict)
+
+    def find(self, scenario: str, server: str) -> LoadResult:
+        return next(r.result for r in self.rows if r.scenario == scenario and r.server == server)
+
+
+def machine() -> dict[str, object]:
+    cpu = next(
+        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+         if line.startswith("model name")),
+        platform.processor(),
+    )  # fmt: skip
+    versions = {
+        name: metadata.version(name) for name in ("mlflow", "fastapi", "uvicorn", "numpy", "scikit-learn")
+    }
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+        **versions,
+    }
+
+
+def bodies(folder: Path) -> dict[str, Path]:
+    """The request bodies, written once: rows from the dataset, cycled to the sizes needed."""
+    frame = load_frame()[0]
+    columns = list(FEATURE_NAMES)
+
+    def rows(n: int) -> list[list[float]]:
+        return [frame.iloc[i % len(frame)].tolist() for i in range(n)]
+
+    documents = {
+        "split_1": {"dataframe_split": {"columns": columns, "data": rows(1)}},
+        "split_100": {"dataframe_split": {"columns": columns, "data": rows(100)}},
+        "split_1000": {"dataframe_split": {"columns": columns, "data": rows(1000)}},
+        "record_1": dict(zip(columns, rows(1)[0], strict=True)),
+        "records_1000": {"records": [dict(zip(columns, r, strict=True)) for r in rows(1000)]},
+    }
+    paths = {}
+    for name, document in documents.items():
+        paths[name] = folder / f"{name}.json"
+        paths[name].write_text(json.dumps(document))
+    return paths
+
+
+def worker_rss_mib(server: ServerProcess) -> float:
+    """Resident memory of the process that listens on the server's port (its worker)."""
+    assert server.process is not None
+    root = psutil.Process(server.process.pid)
+    for process in [root, *root.children(recursive=True)]:
+        try:
+            if any(
+                c.laddr.port == server.port and c.status == "LISTEN" for c in process.net_connections("tcp")
+            ):
+                return process.memory_info().rss / 2**20
+        except psutil.Error:
+            continue
+    raise RuntimeError(f"no process of {server.command[:3]} listens on {server.port}")
+
+
+class Bench:
+    def __init__(self, work: Path, seconds: float, connections: int) -> None:
+        self.work = work
+        self.seconds = seconds
+        self.connections = connections
+        self.bodies = bodies(work)
+        self.report = Report(machine(), {"seconds": seconds, "connections": connections, "wrk_threads": 1})
+
+    def load(
+        self, scenario: str, server_name: str, url: str, body: str, rows: int, connections: int | None = None
+    ) -> None:
+        c = connections or self.connections
+        run_wrk(
+            url, self.bodies[body], seconds=min(2.0, self.seconds), connections=c, content_type=JSON
+        )  # warm-up
+        result = run_wrk(url, self.bodies[body], seconds=self.seconds, connections=c, content_type=JSON)
+        self.report.rows.append(Row(scenario, server_name, rows, result))
+        print(
+            f"  {scenario:<28} {server_name:<22} {result.rps:>9.1f} req/s  p50 {result.p50_ms:7.2f} ms  "
+            f"p99 {result.p99_ms:7.2f} ms  errors {result.errors}",
+            flush=True,
+        )
+
+    def startup(self, name: str, make: Callable[[], ServerProcess], runs: int = 3) -> None:
+        times = []
+        for _ in range(runs):
+            server = make()
+            server.start(timeout=180)
+            times.append(server.ready_seconds)
+            server.stop()
+        self.report.startup_seconds[name] = times
+        each = ", ".join(f"{t:.2f}" for t in times)
+        print(f"  start to ready  {name:<22} median {statistics.median(times):.2f} s  ({each})")
+
+
+def run(seconds: float, connections: int, out: Path) -> Report:
+    require_wrk()
+    work = Path(tempfile.mkdtemp(prefix="registry-serve-bench-"))
+    bench = Bench(work, seconds, connections)
+    with TrackingServer(work / "mlflow") as tracking:
+        env = {**os.environ, "MLFLOW_TRACKING_URI": tracking.url, "PYTHONWARNINGS": "ignore"}
+        env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        champion = _train(env, "logistic_regression", promote=True)
+        forest = _train(env, "random_forest", promote=False)
+        champion_uri, forest_uri = f"models:/{MODEL}@champion", f"models:/{MODEL}/{forest}"
+        print(
+            f"registered {MODEL} v{champion} (logistic regression, @champion) and v{forest} (random forest)"
+        )
+        logs = work / "logs"
+
+        print("start-up (spawn to /ping 200, model pulled from the registry):")
+        bench.startup(
+            "mlflow models serve", lambda: mlflow_scoring_process(env, champion_uri, logs / "mlflow.log")
+        )
+        bench.startup("registry-serve", lambda: api_process(env, logs / "api.log", MODEL_URI=champion_uri))
+
+        print(f"load (wrk, 1 thread, {connections} connections, {seconds:g} s per run):")
+        baseline_port = free_port()
+        baseline = ServerProcess(
+            [sys.executable, "-m", "uvicorn", "bench.baseline_app:app", "--port", str(baseline_port),
+             "--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning"],
+            env, baseline_port, "/docs", logs / "baseline.log",
+        )  # fmt: skip
+        with (
+            mlflow_scoring_process(env, champion_uri, logs / "mlflow.log") as theirs,
+            api_process(env, logs / "api.log", MODEL_URI=champion_uri) as ours,
+            api_process(
+                env, logs / "api-unbatched.log", MODEL_URI=champion_uri, BATCH_MAX_ROWS="1"
+            ) as unbatched,
+            baseline,
+        ):
+            for name, server in (("mlflow models serve", theirs), ("registry-serve", ours)):
+                bench.load("invocations 1 row", name, f"{server.url}/invocations", "split_1", 1)
+                bench.load("invocations 100 rows", name, f"{server.url}/invocations", "split_100", 100)
+            bench.load(
+                "invocations 1000 rows",
+                "mlflow models serve",
+                f"{theirs.url}/invocations",
+                "split_1000",
+                1000,
+            )
+            bench.load(
+                "batch-predict 1000 records",
+                "registry-serve",
+                f"{ours.url}/batch-predict",
+                "records_1000",
+                1000,
+            )
+            bench.load("predict 1 row", "bare FastAPI route", f"{baseline.url}/predict", "record_1", 1)
+            bench.load("predict 1 row", "registry-serve", f"{ours.url}/predict", "record_1", 1)
+            bench.load("predict 1 row", "registry-serve unbatched", f"{unbatched.url}/predict", "record_1", 1)
+            bench.load(
+                "predict 1 row, 1 connection", "registry-serve", f"{ours.url}/predict", "record_1", 1, 1
+            )
+            bench.load(
+                "predict 1 row, 1 connection",
+                "registry-serve unbatched",
+                f"{unbatched.url}/predict",
+                "record_1",
+                1,
+                1,
+            )
+            bench.report.rss_mib = {
+                "mlflow models serve": worker_rss_mib(theirs),
+                "registry-serve": worker_rss_mib(ours),
+            }
+        print("random forest (200 trees), single rows: what micro-batching buys a costly model:")
+        with (
+            mlflow_scoring_process(env, forest_uri, logs / "mlflow-rf.log") as theirs,
+            api_process(env, logs / "api-rf.log", MODEL_URI=forest_uri) as ours,
+            api_process(
+                env, logs / "api-rf-unbatched.log", MODEL_URI=forest_uri, BATCH_MAX_ROWS="1"
+            ) as unbatched,
+        ):
+            bench.load(
+                "forest invocations 1 row", "mlflow models serve", f"{theirs.url}/invocations", "split_1", 1
+            )
+            bench.load("forest invocations 1 row", "registry-serve", f"{ours.url}/invocations", "split_1", 1)
+            bench.load(
+                "forest invocations 1 row",
+                "registry-serve unbatched",
+                f"{unbatched.url}/invocations",
+                "split_1",
+                1,
+            )
+    out.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    (out / f"results-{stamp}.json").write_text(json.dumps(_as_json(bench.report), indent=2))
+    markdown = render(bench.report)
+    (out / f"results-{stamp}.md").write_text(markdown)
+    print()
+    print(markdown)
+    return bench.report
+
+
+def _train(env: dict[str, str], model_type: str, *, promote: bool) -> str:
+    args = [sys.executable, "-m", "registry_scripts.train", "--model-type", model_type]
+    if promote:
+        args.append("--promote")
+    return subprocess.run(args, env=env, capture_output=True, text=True, check=True).stdout.strip()
+
+
+def _as_json(report: Report) -> dict[str, object]:
+    return {
+        "machine": report.machine,
+        "settings": report.settings,
+        "startup_seconds": report.startup_seconds,
+        "rss_mib": report.rss_mib,
+        "runs": [row.as_dict() for row in report.rows],
+        "targets": [asdict(t) for t in targets(report)],
+    }
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    measured: str
+    goal: str
+    met: bool
+
+
+def targets(report: Report) -> list[Target]:
+    theirs, ours = "mlflow models serve", "registry-serve"
+    one_them, one_us = report.find("invocations 1 row", theirs), report.find("invocations 1 row", ours)
+    hundred_them, hundred_us = (
+        report.find("invocations 100 rows", theirs),
+        report.find("invocations 100 rows", ours),
+    )
+    thousand_them = report.find("invocations 1000 rows", theirs)
+    batch_us = report.find("batch-predict 1000 records", ours)
+    bare, predict = report.find("predict 1 row", "bare FastAPI route"), report.find("predict 1 row", ours)
+    idle_on = report.find("predict 1 row, 1 connection", ours)
+    idle_off = report.find("predict 1 row, 1 connection", "registry-serve unbatched")
+    start_them = statistics.median(report.startup_seconds[theirs])
+    start_us = statistics.median(report.startup_seconds[ours])
+    errors = sum(r.result.errors for r in report.rows if r.server.startswith(ours))
+    rss_us, rss_them = report.rss_mib[ours], report.rss_mib[theirs]
+    return [
+        Target(
+            "1-row /invocations req/s vs mlflow",
+            f"{one_us.rps / one_them.rps:.0f}x",
+            ">= 50x",
+            one_us.rps >= 50 * one_them.rps,
+        ),
+        Target(
+            "1-row /invocations p99 vs mlflow",
+            f"1/{one_them.p99_ms / one_us.p99_ms:.0f}",
+            "<= 1/50",
+            one_us.p99_ms * 50 <= one_them.p99_ms,
+        ),
+        Target(
+            "100-row /invocations req/s vs mlflow",
+            f"{hundred_us.rps / hundred_them.rps:.0f}x",
+            ">= 20x",
+            hundred_us.rps >= 20 * hundred_them.rps,
+        ),
+        Target(
+            "1000-record /batch-predict rows/s vs mlflow 1000-row /invocations",
+            f"{batch_us.rps / thousand_them.rps:.0f}x",
+            ">= 20x",
+            batch_us.rps >= 20 * thousand_them.rps,
+        ),
+        Target(
+            "1-row /predict vs bare FastAPI route",
+            f"{predict.rps / bare.rps:.0%}",
+            ">= 60%",
+            predict.rps >= 0.6 * bare.rps,
+        ),
+        Target(
+            "idle p50 latency, batching on vs off",
+            f"{idle_on.p50_ms * 1000:.0f} vs {idle_off.p50_ms * 1000:.0f} us",
+            "not higher (within 10%)",
+            idle_on.p50_ms <= idle_off.p50_ms * 1.1,
+        ),
+        Target(
+            "worker RSS vs mlflow worker", f"{rss_us:.0f} vs {rss_them:.0f} MiB", "<=", rss_us <= rss_them
+        ),
+        Target(
+            "start to ready vs mlflow",
+            f"{start_us:.2f} vs {start_them:.2f} s",
+            "<= half",
+            start_us <= start_them / 2,
+        ),
+        Target("errors in this server's runs", str(errors), "0", errors == 0),
+    ]
+
+
+def render(report: Report) -> str:
+    lines = [
+        "| scenario | server | req/s | rows/s | p50 ms | p99 ms | errors |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for row in report.rows:
+        r = row.result
+        lines.append(
+            f"| {row.scenario} | {row.server} | {r.rps:,.0f} | {r.rps * row.rows_per_request:,.0f} | "
+            f"{r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.errors} |"
+        )
+    lines += ["", "| target | measured | goal | met |", "|---|---|---|---|"]
+    lines += [f"| {t.name} | {t.measured} | {t.goal} | {'yes' if t.met else 'NO'} |" for t in targets(report)]
+    m = report.machine
+    lines += [
+        "",
+        f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB; Linux {m['kernel']}; "
+        f"Python {m['python']}; "
+        f"mlflow {m['mlflow']}, fastapi {m['fastapi']}, uvicorn {m['uvicorn']}, numpy {m['numpy']}, "
+        f"scikit-learn {m['scikit-learn']}. wrk: 1 thread, {report.settings['connections']} connections, "
+        f"{report.settings['seconds']} s per run after a warm-up, on the same machine.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser.add_argument("--seconds", type=float, default=float(os.environ.get("BENCH_SECONDS", 10)))
+    parser.add_argument("--connections", type=int, default=int(os.environ.get("BENCH_CONNECTIONS", 16)))
+    parser.add_argument("--out", type=Path, default=Path("bench/out"))
+    args = parser.parse_args()
+    report = run(args.seconds, args.connections, args.out)
+    return 0 if all(t.met for t in targets(report) if t.name.startswith("errors")) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
