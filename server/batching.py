@@ -23,50 +23,22 @@ import time
 from collections import deque
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from weakref import WeakKeyDictionary
 
 import numpy as np
 
 from model_wrapper import Prediction, SklearnClassifierModel
 from server import metrics
+from server.call_cost import CallCost
 
-CALIBRATION_ROWS = 64
 # A request that follows the previous one by more than this finds an idle server: it is computed
 # at once, without the loop turn that lets concurrent requests join it.
 IDLE_GAP = 0.001
 
 
-@dataclass(frozen=True)
-class CallCost:
-    """A model's measured cost: seconds per call plus seconds per row."""
-
-    per_call: float
-    per_row: float
-
-    def estimate(self, rows: int) -> float:
-        return self.per_call + self.per_row * rows
-
-
-def calibrate(model: SklearnClassifierModel, width: int) -> CallCost:
-    """Time one row and `CALIBRATION_ROWS` rows (best of three) to fit the cost line."""
-
-    def best(rows: int) -> float:
-        features = np.zeros((rows, width))
-        timings = []
-        for _ in range(3):
-            start = time.perf_counter()
-            model.predict_array(features)
-            timings.append(time.perf_counter() - start)
-        return min(timings)
-
-    one, many = best(1), best(CALIBRATION_ROWS)
-    per_row = max(0.0, (many - one) / (CALIBRATION_ROWS - 1))
-    return CallCost(per_call=max(0.0, one - per_row), per_row=per_row)
-
-
 @dataclass
 class _Pending:
     model: SklearnClassifierModel
+    cost: CallCost
     features: np.ndarray
     future: asyncio.Future[Prediction]
 
@@ -82,20 +54,21 @@ class AdaptiveBatcher:
         self._queue: deque[_Pending] = deque()
         self._scheduled = False  # a drain is due on the next loop turn
         self._offloaded: asyncio.Task[None] | None = None  # a drain is waiting on the thread
-        self._costs: WeakKeyDictionary[SklearnClassifierModel, CallCost] = WeakKeyDictionary()
         self._last_arrival = 0.0
 
-    async def predict(self, model: SklearnClassifierModel, features: np.ndarray) -> Prediction:
+    async def predict(
+        self, model: SklearnClassifierModel, cost: CallCost, features: np.ndarray
+    ) -> Prediction:
+        """`model`'s prediction for `features`, whose call `cost` was measured when it was loaded."""
         loop = asyncio.get_running_loop()
         now = time.perf_counter()
         quiet, self._last_arrival = now - self._last_arrival > IDLE_GAP, now
-        if (self._max_rows == 1 or quiet) and not self._queue and self._offloaded is None:
-            # Nobody to batch with: batching is off, or no request came for IDLE_GAP.
-            cost = self._costs.get(model)
-            if cost is not None and cost.estimate(len(features)) <= self._inline_budget:
-                return _call(model, features)
+        # Nobody to batch with (batching is off, or no request came for IDLE_GAP) and cheap: now.
+        alone = (self._max_rows == 1 or quiet) and not self._queue and self._offloaded is None
+        if alone and cost.estimate(len(features)) <= self._inline_budget:
+            return _call(model, features)
         future: asyncio.Future[Prediction] = loop.create_future()
-        self._queue.append(_Pending(model, features, future))
+        self._queue.append(_Pending(model, cost, features, future))
         if not self._scheduled and self._offloaded is None:
             self._scheduled = True
             if self._max_wait > 0:
@@ -108,8 +81,7 @@ class AdaptiveBatcher:
         """Serve cheap batches right here; hand the rest of the queue to the inference thread."""
         self._scheduled = False
         while self._queue:
-            cost = self._costs.get(self._queue[0].model)
-            if cost is None or cost.estimate(self._head_rows()) > self._inline_budget:
+            if self._queue[0].cost.estimate(self._head_rows()) > self._inline_budget:
                 self._offloaded = asyncio.get_running_loop().create_task(self._drain_offloaded())
                 return
             batch = self._next_batch()
@@ -128,11 +100,6 @@ class AdaptiveBatcher:
                 batch = self._next_batch()
                 model = batch[0].model
                 try:
-                    if model not in self._costs:
-                        width = batch[0].features.shape[1]
-                        self._costs[model] = await loop.run_in_executor(
-                            self._executor, calibrate, model, width
-                        )
                     prediction = await loop.run_in_executor(self._executor, _call, model, _stack(batch))
                 except Exception as error:  # noqa: BLE001 - the waiters get the model's failure
                     _fail(batch, error)

@@ -38,8 +38,8 @@ class Inference:
 
     async def predict(self, model: LoadedModel, features: np.ndarray) -> Prediction | list[Any]:
         """Rows in signature order -> a `Prediction` (fast path) or the pyfunc's per-row output."""
-        if model.fast is not None:
-            prediction = await self._batcher.predict(model.fast, features)
+        if model.fast is not None and model.call_cost is not None:
+            prediction = await self._batcher.predict(model.fast, model.call_cost, features)
             metrics.record_predictions(prediction.labels)
             return prediction
         metrics.record_model_call(len(features))

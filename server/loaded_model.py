@@ -13,6 +13,7 @@ from mlflow.pyfunc import PyFuncModel
 from mlflow.types.schema import ColSpec
 
 from model_wrapper import SklearnClassifierModel
+from server.call_cost import CallCost, calibrate
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +50,7 @@ class LoadedModel:
     source: ModelSource
     pyfunc: PyFuncModel
     fast: SklearnClassifierModel | None
+    call_cost: CallCost | None  # measured at load for the fast path
     features: tuple[FeatureSpec, ...] | None
     example: pd.DataFrame | None
     local_dir: Path | None
@@ -102,12 +104,15 @@ def _example(pyfunc: PyFuncModel) -> pd.DataFrame | None:
 
 
 def build_loaded_model(source: ModelSource, pyfunc: PyFuncModel, local_dir: Path | None) -> LoadedModel:
-    """Inspect a freshly loaded pyfunc once, so serving never has to."""
+    """Inspect a freshly loaded pyfunc once, so serving never has to; time the fast path's calls
+    (this also warms it up) before any request competes for the CPU."""
     features = _features(pyfunc)
+    fast = _fast_path(pyfunc, features)
     return LoadedModel(
         source=source,
         pyfunc=pyfunc,
-        fast=_fast_path(pyfunc, features),
+        fast=fast,
+        call_cost=calibrate(fast, len(features or ())) if fast is not None else None,
         features=features,
         example=_example(pyfunc),
         local_dir=local_dir,

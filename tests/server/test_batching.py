@@ -16,7 +16,8 @@ from model_wrapper import Prediction, SklearnClassifierModel
 from model_wrapper.export import describe
 from registry_scripts.dataset import load_frame
 from registry_scripts.estimators import build_estimator
-from server.batching import AdaptiveBatcher, CallCost
+from server.batching import AdaptiveBatcher
+from server.call_cost import CallCost, calibrate
 
 FEATURES, TARGET, NAMES = load_frame()
 ROWS = FEATURES.to_numpy(dtype=np.float64)
@@ -27,9 +28,11 @@ class CountingModel(SklearnClassifierModel):
 
     def __init__(self, estimator: ClassifierMixin) -> None:
         super().__init__()
-        self._bind(estimator.fit(ROWS, TARGET.to_numpy()), describe(estimator, NAMES))
         self.calls: list[tuple[int, str]] = []
         self.fail_with: Exception | None = None
+        self._bind(estimator.fit(ROWS, TARGET.to_numpy()), describe(estimator, NAMES))
+        self.cost = calibrate(self, ROWS.shape[1])
+        self.calls.clear()
 
     def predict_array(self, features: np.ndarray) -> Prediction:
         self.calls.append((len(features), threading.current_thread().name))
@@ -49,8 +52,8 @@ def _batcher(executor, **overrides) -> AdaptiveBatcher:
     return AdaptiveBatcher(executor, **options)
 
 
-async def _concurrently(batcher: AdaptiveBatcher, model: SklearnClassifierModel, parts: list[np.ndarray]):
-    return await asyncio.gather(*(batcher.predict(model, part) for part in parts))
+async def _concurrently(batcher: AdaptiveBatcher, model: CountingModel, parts: list[np.ndarray]):
+    return await asyncio.gather(*(batcher.predict(model, model.cost, part) for part in parts))
 
 
 def _parts(count: int, rows: int = 1) -> list[np.ndarray]:
@@ -60,7 +63,6 @@ def _parts(count: int, rows: int = 1) -> list[np.ndarray]:
 def test_concurrent_requests_share_one_call_and_keep_their_own_rows(executor) -> None:
     model = CountingModel(build_estimator("logistic_regression", 0))
     batcher = _batcher(executor)
-    asyncio.run(_concurrently(batcher, model, _parts(1)))  # calibrates
     model.calls.clear()
     parts = _parts(16, rows=3)
     answers = asyncio.run(_concurrently(batcher, model, parts))
@@ -76,8 +78,6 @@ def test_concurrent_requests_share_one_call_and_keep_their_own_rows(executor) ->
 def test_batches_never_exceed_max_rows(executor) -> None:
     model = CountingModel(build_estimator("logistic_regression", 0))
     batcher = _batcher(executor, max_rows=10)
-    asyncio.run(_concurrently(batcher, model, _parts(1)))
-    model.calls.clear()
     asyncio.run(_concurrently(batcher, model, _parts(12, rows=3)))
     assert [rows for rows, _ in model.calls] == [3, 9, 9, 9, 6]
 
@@ -85,8 +85,6 @@ def test_batches_never_exceed_max_rows(executor) -> None:
 def test_costly_calls_run_on_the_inference_thread_and_batch_meanwhile(executor) -> None:
     model = CountingModel(build_estimator("logistic_regression", 0))
     batcher = _batcher(executor, inline_budget=0.0)
-    asyncio.run(_concurrently(batcher, model, _parts(1)))
-    model.calls.clear()
     asyncio.run(_concurrently(batcher, model, _parts(20)))
     assert {thread for _, thread in model.calls} == {"inference_0"}
     assert sum(rows for rows, _ in model.calls) == 20
@@ -97,8 +95,6 @@ def test_models_that_are_not_row_invariant_are_never_merged(executor) -> None:
     model = CountingModel(KNeighborsClassifier())
     assert not model.row_invariant
     batcher = _batcher(executor)
-    asyncio.run(_concurrently(batcher, model, _parts(1)))
-    model.calls.clear()
     asyncio.run(_concurrently(batcher, model, _parts(6, rows=2)))
     assert [rows for rows, _ in model.calls] == [2] * 6
 
@@ -106,22 +102,23 @@ def test_models_that_are_not_row_invariant_are_never_merged(executor) -> None:
 def test_a_failing_call_fails_every_request_in_it(executor) -> None:
     model = CountingModel(build_estimator("logistic_regression", 0))
     batcher = _batcher(executor)
-    asyncio.run(_concurrently(batcher, model, _parts(1)))
     model.fail_with = RuntimeError("model broke")
 
     async def run() -> list[object]:
-        return await asyncio.gather(*(batcher.predict(model, p) for p in _parts(5)), return_exceptions=True)
+        return await asyncio.gather(
+            *(batcher.predict(model, model.cost, p) for p in _parts(5)), return_exceptions=True
+        )
 
     results = asyncio.run(run())
     assert all(isinstance(r, RuntimeError) and str(r) == "model broke" for r in results)
 
 
-def test_a_failing_calibration_fails_the_requests_and_the_next_ones_still_run(executor) -> None:
+def test_after_a_failure_the_next_requests_still_run(executor) -> None:
     model = CountingModel(build_estimator("logistic_regression", 0))
-    batcher = _batcher(executor)
-    model.fail_with = RuntimeError("cannot even start")
-    with pytest.raises(RuntimeError, match="cannot even start"):
-        asyncio.run(_concurrently(batcher, model, _parts(1)))
+    batcher = _batcher(executor, inline_budget=0.0)
+    model.fail_with = RuntimeError("transient")
+    with pytest.raises(RuntimeError, match="transient"):
+        asyncio.run(_concurrently(batcher, model, _parts(3)))
     model.fail_with = None
     assert len(asyncio.run(_concurrently(batcher, model, _parts(3)))) == 3
 
@@ -133,11 +130,16 @@ def test_a_request_on_an_idle_server_is_computed_at_once(executor) -> None:
 
     async def lone_request() -> bool:
         await asyncio.sleep(0.01)  # longer than IDLE_GAP
-        task = asyncio.ensure_future(batcher.predict(model, ROWS[:1]))
+        task = asyncio.ensure_future(batcher.predict(model, model.cost, ROWS[:1]))
         await asyncio.sleep(0)  # one loop turn: an immediate answer is already there
         return task.done()
 
     assert asyncio.run(lone_request())
+
+
+def test_calibration_measures_a_positive_cost() -> None:
+    cost = CountingModel(build_estimator("logistic_regression", 0)).cost
+    assert 0 < cost.estimate(1) < cost.estimate(1000)
 
 
 def test_cost_line_estimates_linearly() -> None:

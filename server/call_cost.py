@@ -1,0 +1,46 @@
+"""What one model call costs on this machine, measured once when the model is loaded.
+
+The batcher uses it to decide whether a call is cheap enough to run on the event loop. It is
+measured before the model serves, so other requests never inflate it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from model_wrapper import SklearnClassifierModel
+
+CALIBRATION_ROWS = 64
+REPEATS = 5
+
+
+@dataclass(frozen=True)
+class CallCost:
+    """A model's cost line: seconds per call plus seconds per row."""
+
+    per_call: float
+    per_row: float
+
+    def estimate(self, rows: int) -> float:
+        return self.per_call + self.per_row * rows
+
+
+def calibrate(model: SklearnClassifierModel, width: int) -> CallCost:
+    """Time one row and `CALIBRATION_ROWS` rows (best of `REPEATS`, after a warm-up call)."""
+
+    def best(rows: int) -> float:
+        features = np.zeros((rows, width))
+        model.predict_array(features)
+        timings = []
+        for _ in range(REPEATS):
+            start = time.perf_counter()
+            model.predict_array(features)
+            timings.append(time.perf_counter() - start)
+        return min(timings)
+
+    one, many = best(1), best(CALIBRATION_ROWS)
+    per_row = max(0.0, (many - one) / (CALIBRATION_ROWS - 1))
+    return CallCost(per_call=max(0.0, one - per_row), per_row=per_row)
