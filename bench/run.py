@@ -296,6 +296,7 @@ def targets(report: Report) -> list[Target]:
         report.find("invocations 100 rows", ours),
     )
     thousand_them = report.find("invocations 1000 rows", theirs)
+    thousand_us = report.find("invocations 1000 rows", ours)
     batch_us = report.find("batch-predict 1000 records", ours)
     bare, predict = report.find("predict 1 row", "bare FastAPI route"), report.find("predict 1 row", ours)
     idle_on = report.find("predict 1 row, 1 connection", ours)
@@ -328,6 +329,12 @@ def targets(report: Report) -> list[Target]:
             f"{batch_us.rps / thousand_them.rps:.0f}x",
             ">= 20x",
             batch_us.rps >= 20 * thousand_them.rps,
+        ),
+        Target(
+            "1000-row /invocations rows/s vs mlflow",
+            f"{thousand_us.rps / thousand_them.rps:.0f}x",
+            ">= 20x",
+            thousand_us.rps >= 20 * thousand_them.rps,
         ),
         Target(
             "1-row /predict vs bare FastAPI route",

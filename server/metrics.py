@@ -8,6 +8,7 @@ imports this module.
 
 from __future__ import annotations
 
+import collections
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -115,8 +116,7 @@ def record_predictions(labels: np.ndarray) -> None:
     if len(labels) == 1:
         PREDICTIONS.labels(labels[0]).inc()
         return
-    names, counts = np.unique(labels, return_counts=True)
-    for name, count in zip(names.tolist(), counts.tolist(), strict=True):
+    for name, count in collections.Counter(labels.tolist()).items():
         PREDICTIONS.labels(name).inc(count)
 
 

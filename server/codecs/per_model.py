@@ -6,10 +6,12 @@ from weakref import WeakKeyDictionary
 
 from server.codecs.mlflow_protocol import InvocationCodec
 from server.codecs.records import RecordCodec
+from server.codecs.responses import PredictionEncoder
 from server.errors import BadRequest
 from server.loaded_model import LoadedModel
 
 _records: WeakKeyDictionary[LoadedModel, RecordCodec] = WeakKeyDictionary()
+_encoders: WeakKeyDictionary[LoadedModel, PredictionEncoder] = WeakKeyDictionary()
 _invocations: WeakKeyDictionary[LoadedModel, InvocationCodec] = WeakKeyDictionary()
 
 
@@ -33,3 +35,10 @@ def invocation_codec(model: LoadedModel) -> InvocationCodec:
             model.pyfunc, model.feature_names, fast=model.fast is not None
         )
     return codec
+
+
+def prediction_encoder(model: LoadedModel) -> PredictionEncoder:
+    encoder = _encoders.get(model)
+    if encoder is None:
+        encoder = _encoders[model] = PredictionEncoder(model.class_names or ())
+    return encoder

@@ -14,6 +14,7 @@ names every problem in what they refuse.
 from __future__ import annotations
 
 import math
+from itertools import chain
 from typing import Any
 
 import msgspec
@@ -74,8 +75,9 @@ class RecordCodec:
         except msgspec.MsgspecError:
             return self.batch_payload(json_text.decode(body), max_batch_size)
         _check_count(len(records), max_batch_size)
-        rows = np.array([astuple(record) for record in records], dtype=np.float64)
-        return rows.reshape(len(records), len(self.feature_names))
+        width = len(self.feature_names)
+        values = chain.from_iterable(map(astuple, records))
+        return np.fromiter(values, dtype=np.float64, count=len(records) * width).reshape(len(records), width)
 
     def _record_problems(self, record: Any, index: int | None) -> list[Problem]:
         if not isinstance(record, dict):

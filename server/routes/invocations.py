@@ -7,8 +7,7 @@ from fastapi.responses import Response
 
 from server.codecs.body import read_body
 from server.codecs.mlflow_protocol import FastRequest, ProtocolError, media_type_of, scrub
-from server.codecs.per_model import invocation_codec
-from server.codecs.responses import mlflow_body
+from server.codecs.per_model import invocation_codec, prediction_encoder
 from server.dependencies import services_of
 from server.openapi import ERROR_RESPONSES, INVOCATIONS_REQUEST, request_body
 from server.routes.predictions import MODEL_VERSION_HEADER
@@ -36,7 +35,7 @@ async def invocations(request: Request) -> Response:
         decoded = codec.decode(body, media_type)
         if isinstance(decoded, FastRequest):
             prediction = await services.inference.predict(model, decoded.features)
-            content = mlflow_body(prediction, model.class_names or ())
+            content = prediction_encoder(model).mlflow(prediction)
         else:
             content = await services.inference.predict_mlflow(model, codec, decoded)
     except ProtocolError as error:

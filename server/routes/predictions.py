@@ -13,8 +13,8 @@ from fastapi.responses import Response
 
 from model_wrapper import Prediction
 from server.codecs.body import read_body, require_json
-from server.codecs.per_model import record_codec
-from server.codecs.responses import batch_body, generic_body, predict_body
+from server.codecs.per_model import prediction_encoder, record_codec
+from server.codecs.responses import generic_body
 from server.dependencies import services_of
 from server.loaded_model import LoadedModel
 from server.openapi import BATCH_REQUEST, ERROR_RESPONSES, PREDICT_REQUEST, request_body
@@ -33,8 +33,8 @@ async def _json_body(request: Request, limit: int) -> bytes:
 def _respond(model: LoadedModel, result: Prediction | list[Any], *, single: bool) -> Response:
     version = model.source.version
     if isinstance(result, Prediction):
-        names = model.class_names or ()
-        content = predict_body(result, names, version) if single else batch_body(result, names, version)
+        encoder = prediction_encoder(model)
+        content = encoder.single(result, version) if single else encoder.batch(result, version)
     else:
         content = generic_body(result, version, single=single)
     headers = {MODEL_VERSION_HEADER: version} if version else None
