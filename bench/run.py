@@ -201,13 +201,7 @@ def run(seconds: float, connections: int, out: Path) -> Report:
             for name, server in (("mlflow models serve", theirs), ("registry-serve", ours)):
                 bench.load("invocations 1 row", name, f"{server.url}/invocations", "split_1", 1)
                 bench.load("invocations 100 rows", name, f"{server.url}/invocations", "split_100", 100)
-            bench.load(
-                "invocations 1000 rows",
-                "mlflow models serve",
-                f"{theirs.url}/invocations",
-                "split_1000",
-                1000,
-            )
+                bench.load("invocations 1000 rows", name, f"{server.url}/invocations", "split_1000", 1000)
             bench.load(
                 "batch-predict 1000 records",
                 "registry-serve",
