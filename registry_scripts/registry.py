@@ -1,8 +1,10 @@
 """Alias moves with history, and version listings, over MLflow's client API.
 
 The history of each alias lives in the registry itself, as a tag on the registered model
-(`registry_serve.alias_history.<alias>`: a JSON list of versions, oldest first), so a
-rollback works from any machine that can reach the tracking server.
+(`registry_serve.alias_history.<alias>`: a JSON list of `{"from": v, "to": w}` moves, oldest
+first), so a rollback works from any machine that can reach the tracking server. Moves made
+elsewhere (the MLflow UI) are not in it; a rollback notices one, because the alias no longer
+points where the last recorded move left it, and goes back to that version first.
 """
 
 from __future__ import annotations
@@ -72,12 +74,12 @@ class ModelRegistry:
                 raise CliError(f"{self.model_name} has no version {version}") from None
             raise
 
-    def _history(self, alias: str) -> list[str]:
+    def _history(self, alias: str) -> list[dict[str, str]]:
         tags = self._client.get_registered_model(self.model_name).tags
         raw = tags.get(HISTORY_TAG_PREFIX + alias)
-        return [str(v) for v in json.loads(raw)] if raw else []
+        return [{"from": str(m["from"]), "to": str(m["to"])} for m in json.loads(raw)] if raw else []
 
-    def _save_history(self, alias: str, history: list[str]) -> None:
+    def _save_history(self, alias: str, history: list[dict[str, str]]) -> None:
         self._client.set_registered_model_tag(
             self.model_name, HISTORY_TAG_PREFIX + alias, json.dumps(history[-HISTORY_LIMIT:])
         )
@@ -87,20 +89,24 @@ class ModelRegistry:
         version = str(self._require_version(str(version)).version)
         previous = self.alias_version(alias)
         if previous is not None and previous != version:
-            self._save_history(alias, [*self._history(alias), previous])
+            self._save_history(alias, [*self._history(alias), {"from": previous, "to": version}])
         self._client.set_registered_model_alias(self.model_name, alias, version)
         return AliasMove(alias, previous, version)
 
     def rollback(self, alias: str) -> AliasMove:
-        """Point `alias` back at the version it held before its last promotion."""
+        """Point `alias` back at the version it held before it last moved."""
         history = self._history(alias)
         if not history:
             raise CliError(f"no earlier version of {self.model_name}@{alias} is recorded")
-        target = history[-1]
-        self._require_version(target)
         current = self.alias_version(alias)
+        last = history[-1]
+        if current == last["to"]:
+            target, history = last["from"], history[:-1]
+        else:  # moved outside these scripts since: back to where the recorded move left it
+            target = last["to"]
+        self._require_version(target)
         self._client.set_registered_model_alias(self.model_name, alias, target)
-        self._save_history(alias, history[:-1])
+        self._save_history(alias, history)
         return AliasMove(alias, current, target)
 
     def versions(self) -> list[VersionRow]:

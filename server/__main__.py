@@ -2,8 +2,9 @@
 
 With WORKERS=1 the model loaded here is the one served. With more workers, each worker loads
 its own copy (processes share no memory); this process first checks the model loads at all, so
-a bad configuration still ends here with one line, and points prometheus-client's multiprocess
-mode at a fresh folder so the workers' metrics add up.
+a bad configuration still ends here with one line, and gives the workers a fresh shared folder:
+prometheus-client's multiprocess files, so their metrics add up, and the reload signal file, so
+a webhook delivered to one worker reaches all of them.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
+from pathlib import Path
 
 import uvicorn
 
@@ -24,9 +26,15 @@ def main() -> int:
     settings = ServerSettings()
     configure_logging(settings.log_level, settings.log_format)
     apply_mlflow_client_settings(settings)
-    if settings.workers > 1 and settings.prometheus_multiproc_dir is None:
-        # Before any worker imports prometheus_client: it reads this once, at import.
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="registry-serve-metrics-")
+    if settings.workers > 1:
+        shared = Path(tempfile.mkdtemp(prefix="registry-serve-"))
+        if settings.prometheus_multiproc_dir is None:
+            # Before any worker imports prometheus_client: it reads this once, at import.
+            (shared / "metrics").mkdir()
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(shared / "metrics")
+        if settings.reload_signal_path is None:
+            # A worker that gets a webhook delivery touches this; the others then check at once.
+            os.environ["RELOAD_SIGNAL_PATH"] = str(shared / "reload-signal")
     from server.app import create_app, load_initial_model
     from server.model_store import ModelStore
 

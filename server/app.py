@@ -6,6 +6,8 @@ access of `app` (not at import), and `python -m server` uses `create_app_from_en
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gc
 import time
 from collections.abc import AsyncIterator
@@ -21,6 +23,7 @@ from server.batching import AdaptiveBatcher
 from server.dependencies import Services
 from server.error_handlers import EXCEPTION_HANDLERS
 from server.fast_lane import ServingApp
+from server.follower import AliasFollower
 from server.inference import Inference
 from server.loaded_model import LoadedModel
 from server.loading import ModelLoader, load_with_retry
@@ -29,9 +32,11 @@ from server.middleware import PredictionTrafficMiddleware, RequestContextMiddlew
 from server.mlflow_env import apply_mlflow_client_settings
 from server.model_store import ModelStore
 from server.openapi import OpenApiBuilder
-from server.routes import health, invocations, model_info, predictions
+from server.reloader import Reloader
+from server.routes import admin, health, invocations, model_info, predictions
 from server.routes import metrics as metrics_routes
 from server.settings import ServerSettings
+from server.webhooks import DeliveryVerifier
 
 DESCRIPTION = (
     "Serves an MLflow pyfunc model from the model registry: strict JSON prediction endpoints, "
@@ -68,12 +73,36 @@ def create_app(settings: ServerSettings, *, store: ModelStore | None = None) -> 
         max_wait=settings.batch_max_wait_ms / 1000,
         inline_budget=settings.inline_budget_us / 1e6,
     )
+    loader = ModelLoader(settings.mlflow_tracking_uri)
+    loader_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model-loader")
+    reloader = Reloader(
+        store,
+        loader,
+        loader_thread,
+        allow_signature_change=settings.allow_signature_change,
+        deployment_name=settings.deployment_name,
+        tag_live_version=settings.tag_live_version,
+    )
+    secret = settings.mlflow_webhook_secret
     services = Services(
         settings=settings,
         store=store,
-        loader=ModelLoader(settings.mlflow_tracking_uri),
+        loader=loader,
         inference=Inference(batcher),
         exposition=metrics.Exposition(started_at, settings.prometheus_multiproc_dir),
+        reloader=reloader,
+        follower=AliasFollower(
+            settings.model_uri,
+            store,
+            loader,
+            reloader,
+            loader_thread,
+            poll_seconds=settings.model_poll_seconds,
+            signal_path=settings.reload_signal_path,
+        ),
+        webhook_verifier=DeliveryVerifier(secret.get_secret_value(), settings.webhook_max_age_seconds)
+        if secret is not None
+        else None,
         started_at=started_at,
     )
 
@@ -82,9 +111,15 @@ def create_app(settings: ServerSettings, *, store: ModelStore | None = None) -> 
         if not store.loaded:
             store.swap(await run_in_threadpool(load_initial_model, settings, services.loader))
         freeze_startup_objects()
+        reloader.announce(store.current)
+        following = asyncio.get_running_loop().create_task(services.follower.run(), name="alias-follower")
         try:
             yield
         finally:
+            following.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await following
+            loader_thread.shutdown(wait=False, cancel_futures=True)
             inference_thread.shutdown(wait=True, cancel_futures=True)
             if owns_store:
                 store.close()
@@ -98,6 +133,7 @@ def create_app(settings: ServerSettings, *, store: ModelStore | None = None) -> 
     )
     app.state.services = services
     for router in (
+        admin.router,
         predictions.router,
         invocations.router,
         model_info.router,

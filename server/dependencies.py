@@ -7,22 +7,28 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from server.follower import AliasFollower
 from server.inference import Inference
 from server.loading import ModelLoader
 from server.metrics import Exposition
 from server.model_store import ModelStore
+from server.reloader import Reloader
 from server.settings import ServerSettings
+from server.webhooks import DeliveryVerifier
 
 
 @dataclass
 class Services:
-    """Everything a request may touch: settings, the served model, inference, metrics."""
+    """Everything a request may touch: settings, the served model, inference, metrics, reloads."""
 
     settings: ServerSettings
     store: ModelStore
     loader: ModelLoader
     inference: Inference
     exposition: Exposition
+    reloader: Reloader
+    follower: AliasFollower
+    webhook_verifier: DeliveryVerifier | None
     started_at: float
 
 

@@ -12,6 +12,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import joblib
@@ -28,6 +29,22 @@ logger = logging.getLogger(__name__)
 
 _REGISTRY_URI = re.compile(r"models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>[^/]+))")
 DEFAULT_CLASS_NAMES = ("malignant", "benign")
+
+
+@dataclass(frozen=True)
+class RegistryReference:
+    """`models:/NAME@ALIAS` or `models:/NAME/VERSION`, taken apart."""
+
+    name: str
+    alias: str | None
+    version: str | None
+
+
+def parse_registry_uri(uri: str) -> RegistryReference | None:
+    match = _REGISTRY_URI.fullmatch(uri)
+    if match is None:
+        return None
+    return RegistryReference(match["name"], match["alias"], match["version"])
 
 
 class ModelLoadError(RuntimeError):
@@ -47,21 +64,33 @@ class ModelLoader:
         self._client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
         self._work_dir = work_dir
 
+    @property
+    def client(self) -> MlflowClient:
+        return self._client
+
     def resolve(self, uri: str) -> ModelSource:
         """What `uri` names right now, as a pinned version where it is a registry URI."""
-        match = _REGISTRY_URI.fullmatch(uri)
-        if match is None:
+        reference = parse_registry_uri(uri)
+        if reference is None:
             return ModelSource(uri=uri, download_uri=uri)
-        name, alias, version = match["name"], match["alias"], match["version"]
-        if alias is not None:
-            registered = self._client.get_model_version_by_alias(name, alias)
-        elif version == "latest":
-            versions = self._client.search_model_versions(f"name = '{name}'")
+        if reference.alias is not None:
+            version = self.alias_version(reference.name, reference.alias)
+        elif reference.version == "latest":
+            versions = self._client.search_model_versions(f"name = '{reference.name}'")
             if not versions:
-                raise ModelLoadError(f"registered model {name!r} has no versions")
-            registered = max(versions, key=lambda v: int(v.version))
+                raise ModelLoadError(f"registered model {reference.name!r} has no versions")
+            version = str(max(int(v.version) for v in versions))
         else:
-            registered = self._client.get_model_version(name, version)
+            version = str(reference.version)
+        return self.describe(uri, reference.name, version, reference.alias)
+
+    def alias_version(self, name: str, alias: str) -> str:
+        """The version `alias` points at: one registry call, the whole cost of a poll."""
+        return str(self._client.get_model_version_by_alias(name, alias).version)
+
+    def describe(self, uri: str, name: str, version: str, alias: str | None) -> ModelSource:
+        """The registry's facts about one version: run, metrics, where its files are."""
+        registered = self._client.get_model_version(name, version)
         run_id = registered.run_id or None
         metrics = self._client.get_run(run_id).data.metrics if run_id else {}
         return ModelSource(

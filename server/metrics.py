@@ -75,6 +75,24 @@ BATCH_SIZE = Histogram(
     buckets=BATCH_BUCKETS,
 )
 MODEL_LOADED = Gauge("model_loaded", "1 while a model is loaded and serving.", multiprocess_mode="livemin")
+RELOADS = Counter(
+    "model_reloads",
+    "Attempts to serve a new version, by outcome (swapped, refused, failed).",
+    ["outcome"],
+)
+RELOAD_FAILURES = Counter(
+    "model_reload_failures", "New versions that could not be loaded or were refused by the gate."
+)
+RELOAD_SECONDS = Histogram(
+    "model_reload_seconds",
+    "Time from deciding to load a version to serving it (or refusing it).",
+    buckets=(0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0),
+)
+REGISTRY_REACHABLE = Gauge(
+    "registry_reachable",
+    "1 when the last registry check succeeded, 0 while the registry cannot be reached.",
+    multiprocess_mode="livemin",
+)
 MODEL_INFO = Gauge(
     "model_info",
     "The model served, as labels; value 1.",
@@ -118,6 +136,13 @@ def record_predictions(labels: np.ndarray) -> None:
         return
     for name, count in collections.Counter(labels.tolist()).items():
         PREDICTIONS.labels(name).inc(count)
+
+
+def record_reload(outcome: str, seconds: float) -> None:
+    RELOADS.labels(outcome).inc()
+    RELOAD_SECONDS.observe(seconds)
+    if outcome != "swapped":
+        RELOAD_FAILURES.inc()
 
 
 def record_request_rows(rows: int) -> None:

@@ -51,12 +51,27 @@ class InvocationsResponse(BaseModel):
     )
 
 
+class ReloadErrorBody(BaseModel):
+    version: str | None
+    reason: str
+    at: datetime
+
+
+class RegistryBody(BaseModel):
+    following: str | None = Field(description="The alias URI followed, or null when MODEL_URI names none.")
+    reachable: bool
+    last_check: datetime | None
+    last_error: str | None
+
+
 class HealthResponse(BaseModel):
     status: str
     model_loaded: bool
     model_version: str | None
     model_uri: str
     uptime_seconds: float
+    registry: RegistryBody
+    last_reload_error: ReloadErrorBody | None
 
 
 class ReadinessResponse(BaseModel):
@@ -94,3 +109,33 @@ class ModelMetadata(BaseModel):
     feature_count: int | None
     signature: dict[str, Any] | None
     fast_path: bool
+    last_reload_error: ReloadErrorBody | None
+
+
+class ReloadResponse(BaseModel):
+    outcome: str = Field(description="unchanged, swapped, refused or failed")
+    version: str | None
+    previous: str | None
+    reason: str | None = None
+    seconds: float = 0.0
+
+
+class WebhookResponse(BaseModel):
+    status: str = Field(description="accepted (a check is under way) or ignored")
+    reason: str
+
+
+class VersionBody(BaseModel):
+    version: str
+    aliases: list[str]
+    status: str | None
+    run_id: str | None
+    created_at: int | None = Field(description="Milliseconds since the epoch, as MLflow keeps it.")
+    tags: dict[str, str]
+    live: bool = Field(description="Whether this server is serving this version.")
+
+
+class VersionsResponse(BaseModel):
+    name: str
+    live_version: str | None
+    versions: list[VersionBody]

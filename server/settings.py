@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MIB = 1024 * 1024
@@ -78,6 +78,36 @@ class ServerSettings(BaseSettings):
     )
     mlflow_http_request_timeout: float = Field(
         default=30.0, gt=0, description="Seconds before one MLflow client request gives up."
+    )
+    model_poll_seconds: float = Field(
+        default=10.0,
+        ge=0,
+        description="How often to ask the registry where MODEL_URI's alias points (0: never poll).",
+    )
+    allow_signature_change: bool = Field(
+        default=False,
+        description="Serve a new version whose input signature differs from the one being served.",
+    )
+    mlflow_webhook_secret: SecretStr | None = Field(
+        default=None,
+        description="Shared secret of the MLflow webhook that calls POST /webhooks/mlflow; unset: "
+        "the endpoint refuses every delivery.",
+    )
+    webhook_max_age_seconds: float = Field(
+        default=300.0, gt=0, description="Webhook deliveries older (or further ahead) than this are refused."
+    )
+    deployment_name: str = Field(
+        default="default",
+        pattern=r"^[A-Za-z0-9_.\-]{1,100}$",
+        description="Names this deployment in the `serving.<name>` tag set on the live version.",
+    )
+    tag_live_version: bool = Field(
+        default=True, description="Tag the version being served (and untag the one it replaced)."
+    )
+    reload_signal_path: Path | None = Field(
+        default=None,
+        description="Set by `python -m server` when WORKERS > 1: a file a worker touches after a webhook "
+        "so the other workers check the registry at once. Leave unset.",
     )
     prometheus_multiproc_dir: Path | None = Field(
         default=None,

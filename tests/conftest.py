@@ -23,7 +23,15 @@ DEFAULT_MODEL = "breast-cancer-classifier"
 
 @pytest.fixture(scope="session")
 def tracking_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TrackingServer]:
-    with TrackingServer(tmp_path_factory.mktemp("mlflow")) as server:
+    # The webhook tests have MLflow deliver to a server on http://127.0.0.1: a private address
+    # over plain HTTP, which MLflow refuses unless told otherwise (as in compose and Kubernetes).
+    # MLflow also caches its list of webhooks (60 s by default): a second, so new ones fire soon.
+    env = {
+        "MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS": "true",
+        "MLFLOW_WEBHOOK_ALLOWED_SCHEMES": "http,https",
+        "MLFLOW_WEBHOOK_CACHE_TTL": "1",
+    }
+    with TrackingServer(tmp_path_factory.mktemp("mlflow"), env=env) as server:
         # The test process itself talks to this server only (downloads, direct client calls).
         mlflow.set_tracking_uri(server.url)
         mlflow.set_registry_uri(server.url)

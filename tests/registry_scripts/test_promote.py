@@ -6,13 +6,16 @@ import pytest
 from mlflow import MlflowClient
 
 from tests.helpers import run_module, run_ok
+from tests.registry import register_ours
 
 
 @pytest.fixture
-def three_versions(model_env: dict[str, str]) -> dict[str, str]:
-    """A model with versions 1, 2 and 3 and `@champion` on version 1."""
+def three_versions(model_env: dict[str, str], client_mlflow: MlflowClient) -> dict[str, str]:
+    """A model with versions 1, 2 and 3 and `@champion` on version 1 (registered in process:
+    `train` itself is tested in test_train.py)."""
     for _ in range(3):
-        run_ok("registry_scripts.train", env=model_env)
+        register_ours(model_env["MODEL_NAME"])
+    client_mlflow.set_registered_model_alias(model_env["MODEL_NAME"], "champion", "1")
     return model_env
 
 
@@ -52,6 +55,16 @@ def test_rollback_walks_back_through_the_history(
     run_ok("registry_scripts.promote", "3", env=three_versions)
     assert run_ok("registry_scripts.promote", "--rollback", env=three_versions).endswith("3 -> 2")
     assert _champion(client_mlflow, three_versions) == "2"
+    assert run_ok("registry_scripts.promote", "--rollback", env=three_versions).endswith("2 -> 1")
+    assert _champion(client_mlflow, three_versions) == "1"
+
+
+def test_rollback_after_a_move_in_the_mlflow_ui_returns_to_the_version_before_it(
+    three_versions: dict[str, str], client_mlflow: MlflowClient
+) -> None:
+    run_ok("registry_scripts.promote", "2", env=three_versions)
+    client_mlflow.set_registered_model_alias(three_versions["MODEL_NAME"], "champion", "3")  # the UI
+    assert run_ok("registry_scripts.promote", "--rollback", env=three_versions).endswith("3 -> 2")
     assert run_ok("registry_scripts.promote", "--rollback", env=three_versions).endswith("2 -> 1")
     assert _champion(client_mlflow, three_versions) == "1"
 

@@ -1,0 +1,155 @@
+"""Putting a new version into service: load it off the event loop, gate it, swap it in, tag it.
+
+One reload runs at a time. Requests never wait for it: they keep the model they started with,
+and the swap itself is one reference assignment (`ModelStore.swap`). A version that fails to load
+or fails the gate is refused; the served model stays, and the refusal is kept for /health and
+/model/metadata until a later version goes live.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+import time
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Literal
+
+from server import metrics
+from server.gate import GateRefused, check_candidate
+from server.loaded_model import LoadedModel, ModelSource
+from server.loading import ModelLoader, one_line
+from server.model_store import ModelStore
+
+logger = logging.getLogger(__name__)
+
+# The replaced model's files stay this long, for anything still reading them lazily.
+RETIRED_FILES_GRACE_SECONDS = 60.0
+LIVE_TAG_PREFIX = "serving."
+
+Outcome = Literal["unchanged", "swapped", "refused", "failed"]
+
+
+@dataclass(frozen=True)
+class ReloadOutcome:
+    """What one reload did."""
+
+    outcome: Outcome
+    version: str | None
+    previous: str | None
+    reason: str | None = None
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class ReloadError:
+    """The last version that could not go live, and why."""
+
+    version: str | None
+    reason: str
+    at: datetime
+
+
+class Reloader:
+    """Loads, gates and swaps in versions for one `ModelStore`."""
+
+    def __init__(
+        self,
+        store: ModelStore,
+        loader: ModelLoader,
+        executor: Executor,
+        *,
+        allow_signature_change: bool,
+        deployment_name: str,
+        tag_live_version: bool,
+    ) -> None:
+        self._store = store
+        self._loader = loader
+        self._executor = executor
+        self._allow_signature_change = allow_signature_change
+        self._tag = f"{LIVE_TAG_PREFIX}{deployment_name}" if tag_live_version else None
+        self._lock = asyncio.Lock()
+        self.last_error: ReloadError | None = None
+
+    async def reload(self, source: ModelSource) -> ReloadOutcome:
+        """Serve `source` unless it is already served; never lets a broken version in."""
+        async with self._lock:
+            current = self._store.peek()
+            previous = current.source.version if current is not None else None
+            if current is not None and previous is not None and previous == source.version:
+                return ReloadOutcome("unchanged", source.version, previous)
+            loop = asyncio.get_running_loop()
+            started = time.perf_counter()
+            try:
+                candidate = await loop.run_in_executor(self._executor, self._loader.load, source)
+            except Exception as error:  # noqa: BLE001 - any load failure is a refusal, not a crash
+                return self._refuse(
+                    "failed", source, previous, f"could not load it: {one_line(error)}", started
+                )
+            try:
+                await loop.run_in_executor(self._executor, self._gate, current, candidate)
+            except GateRefused as refusal:
+                _remove_files(candidate)
+                return self._refuse("refused", source, previous, str(refusal), started)
+            retired = self._store.swap(candidate)
+            seconds = time.perf_counter() - started
+            metrics.record_reload("swapped", seconds)
+            self.last_error = None
+            logger.info(
+                "now serving %s version %s (was %s), loaded in %.2f s",
+                source.name,
+                source.version,
+                previous,
+                seconds,
+            )
+            if retired is not None:
+                loop.call_later(RETIRED_FILES_GRACE_SECONDS, _remove_files, retired)
+            if self._tag is not None:
+                loop.run_in_executor(self._executor, self._retag, retired, candidate)
+            return ReloadOutcome("swapped", source.version, previous, seconds=seconds)
+
+    def announce(self, model: LoadedModel) -> None:
+        """Tag the model the server started with as live (in the background)."""
+        if self._tag is not None:
+            asyncio.get_running_loop().run_in_executor(self._executor, self._retag, None, model)
+
+    def _gate(self, current: LoadedModel | None, candidate: LoadedModel) -> None:
+        check_candidate(current, candidate, allow_signature_change=self._allow_signature_change)
+
+    def _refuse(
+        self, outcome: Outcome, source: ModelSource, previous: str | None, reason: str, started: float
+    ) -> ReloadOutcome:
+        seconds = time.perf_counter() - started
+        metrics.record_reload(outcome, seconds)
+        self.last_error = ReloadError(source.version, reason, datetime.now(UTC))
+        logger.warning(
+            "refused %s version %s: %s; still serving version %s",
+            source.name,
+            source.version,
+            reason,
+            previous,
+        )
+        return ReloadOutcome(outcome, source.version, previous, reason, seconds)
+
+    def _retag(self, retired: LoadedModel | None, live: LoadedModel) -> None:
+        """Show in the registry where each version is live: tag the new one, untag the old one."""
+        assert self._tag is not None
+        client = self._loader.client
+        try:
+            if live.source.name and live.source.version:
+                stamp = datetime.now(UTC).isoformat(timespec="seconds")
+                client.set_model_version_tag(
+                    live.source.name, live.source.version, self._tag, f"live since {stamp}"
+                )
+            old = retired.source if retired is not None else None
+            if old is not None and old.name and old.version and old.version != live.source.version:
+                client.delete_model_version_tag(old.name, old.version, self._tag)
+        except Exception as error:  # noqa: BLE001 - tags are a courtesy; serving goes on without them
+            logger.warning("could not update the %s tags in the registry: %s", self._tag, one_line(error))
+
+
+def _remove_files(model: LoadedModel) -> None:
+    if model.local_dir is not None:
+        shutil.rmtree(model.local_dir, ignore_errors=True)

@@ -1,0 +1,116 @@
+"""Following the registry from the outside: webhooks, forced reloads, the registry's versions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from server.codecs.body import read_body
+from server.dependencies import ServicesDep
+from server.errors import ServingError
+from server.loading import one_line
+from server.openapi import ERROR_RESPONSES
+from server.schemas import ReloadResponse, VersionsResponse, WebhookResponse
+from server.webhooks import WebhookRejected, alias_event
+
+router = APIRouter(tags=["registry"])
+
+WEBHOOK_BODY_LIMIT = 64 * 1024
+
+
+class WebhooksDisabled(ServingError):
+    status_code = 403
+    error_code = "WEBHOOKS_DISABLED"
+
+
+class InvalidDelivery(ServingError):
+    status_code = 401
+    error_code = "INVALID_DELIVERY"
+
+
+class NotARegistryModel(ServingError):
+    status_code = 404
+    error_code = "NOT_A_REGISTRY_MODEL"
+
+
+class RegistryUnavailable(ServingError):
+    status_code = 503
+    error_code = "REGISTRY_UNAVAILABLE"
+
+
+@router.post(
+    "/webhooks/mlflow",
+    response_model=WebhookResponse,
+    summary="Receive MLflow's model_version_alias webhook deliveries",
+    responses={401: ERROR_RESPONSES[400] | {"description": "Bad signature or stale delivery"}},
+)
+async def mlflow_webhook(request: Request, services: ServicesDep) -> JSONResponse:
+    verifier = services.webhook_verifier
+    if verifier is None:
+        raise WebhooksDisabled("webhook deliveries are refused: MLFLOW_WEBHOOK_SECRET is not set")
+    body = await read_body(request, WEBHOOK_BODY_LIMIT)
+    try:
+        verifier.verify(request.headers, body)
+        event = alias_event(body)
+    except WebhookRejected as rejection:
+        raise InvalidDelivery(f"delivery refused: {rejection}") from None
+    reference = services.follower.reference
+    if event is None:
+        return JSONResponse({"status": "ignored", "reason": "not a model_version_alias event"})
+    if reference is None or (event.name, event.alias) != (reference.name, reference.alias):
+        return JSONResponse({"status": "ignored", "reason": f"not {services.settings.model_uri}"})
+    services.follower.nudge()
+    return JSONResponse(
+        {"status": "accepted", "reason": f"{event.action} {event.name}@{event.alias}"}, status_code=202
+    )
+
+
+@router.post("/model/reload", response_model=ReloadResponse, summary="Check the registry now (admin)")
+async def reload_model(services: ServicesDep) -> ReloadResponse:
+    outcome = await services.follower.check()
+    return ReloadResponse(
+        outcome=outcome.outcome,
+        version=outcome.version,
+        previous=outcome.previous,
+        reason=outcome.reason,
+        seconds=round(outcome.seconds, 3),
+    )
+
+
+@router.get(
+    "/model/versions", response_model=VersionsResponse, summary="The registry's versions of this model"
+)
+async def versions(services: ServicesDep) -> VersionsResponse:
+    model = services.store.peek()
+    name = model.source.name if model is not None else None
+    if name is None:
+        raise NotARegistryModel("the served model does not come from the model registry")
+    try:
+        rows = await run_in_threadpool(_versions, services.loader.client, name)
+    except Exception as error:  # noqa: BLE001 - the registry's trouble, reported as such
+        raise RegistryUnavailable(f"the registry did not answer: {one_line(error)}") from None
+    live = model.source.version if model is not None else None
+    return VersionsResponse(
+        name=name, live_version=live, versions=[{**row, "live": row["version"] == live} for row in rows]
+    )
+
+
+def _versions(client: Any, name: str) -> list[dict[str, Any]]:
+    aliases_by_version: dict[str, list[str]] = {}
+    for alias, version in client.get_registered_model(name).aliases.items():
+        aliases_by_version.setdefault(str(version), []).append(alias)
+    found = client.search_model_versions(f"name = '{name}'")
+    return [
+        {
+            "version": str(v.version),
+            "aliases": sorted(aliases_by_version.get(str(v.version), [])),
+            "status": v.status,
+            "run_id": v.run_id,
+            "created_at": v.creation_timestamp,
+            "tags": dict(v.tags or {}),
+        }
+        for v in sorted(found, key=lambda v: int(v.version), reverse=True)
+    ]

@@ -1,0 +1,169 @@
+"""Live promotion end to end: real uvicorn processes following a real registry under load."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+from mlflow import MlflowClient
+
+from registry_scripts.processes import api_process
+from registry_scripts.tracking_server import TrackingServer
+from tests.e2e.load import BackgroundLoad
+from tests.helpers import run_ok
+from tests.registry import FEATURES, register_29_features, register_ours
+from tests.server.metrics_text import sample
+
+ROW = {k: float(v) for k, v in FEATURES.iloc[0].items()}
+SECRET = "e2e-webhook-secret"
+
+
+def _wait(condition, timeout: float, what: str) -> float:
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if condition():
+            return time.monotonic() - started
+        time.sleep(0.05)
+    raise AssertionError(f"{what} not reached within {timeout} s")
+
+
+def _served(url: str) -> str | None:
+    return httpx.get(f"{url}/health").json()["model_version"]
+
+
+@pytest.fixture
+def model_name(client_mlflow: MlflowClient) -> str:
+    name = f"live-{uuid.uuid4().hex[:8]}"
+    register_ours(name)
+    client_mlflow.set_registered_model_alias(name, "champion", "1")
+    return name
+
+
+def test_promotions_under_load_lose_no_request(
+    base_env: dict[str, str], model_name: str, client_mlflow: MlflowClient, tmp_path: Path
+) -> None:
+    env = {**base_env, "MODEL_NAME": model_name}
+    settings = {"MODEL_URI": f"models:/{model_name}@champion", "MODEL_POLL_SECONDS": "0.5"}
+    register_ours(model_name, "random_forest")
+    register_ours(model_name, "gradient_boosting")
+    with api_process(env, tmp_path / "api.log", **settings) as api, BackgroundLoad(api.url, ROW) as load:
+        time.sleep(1)
+        run_ok("registry_scripts.promote", "2", env=env)  # the data scientist's script
+        promoted = time.monotonic()
+        _wait(lambda: load.first_seen("2") is not None, 30, "version 2 answering")
+        assert load.first_seen("2") - promoted < 0.5 + 5  # poll interval + load time
+        client_mlflow.set_registered_model_alias(model_name, "champion", "3")  # the MLflow UI
+        _wait(lambda: load.first_seen("3") is not None, 30, "version 3 answering")
+        run_ok("registry_scripts.promote", "--rollback", env=env)
+        _wait(lambda: _served(api.url) == "2", 30, "rolled back to version 2")
+        time.sleep(0.5)
+    assert load.errors == []
+    assert set(load.statuses) == {200}, load.statuses
+    assert load.total > 100
+    versions_seen = [v for _, v in load.versions]
+    assert {"1", "2", "3"} <= set(versions_seen)
+
+
+def test_a_29_feature_promotion_is_refused_while_serving_goes_on(
+    base_env: dict[str, str], model_name: str, client_mlflow: MlflowClient, tmp_path: Path
+) -> None:
+    settings = {"MODEL_URI": f"models:/{model_name}@champion", "MODEL_POLL_SECONDS": "0.5"}
+    register_29_features(model_name)
+    with api_process(base_env, tmp_path / "api.log", **settings) as api, BackgroundLoad(api.url, ROW) as load:
+        client_mlflow.set_registered_model_alias(model_name, "champion", "2")
+        _wait(lambda: httpx.get(f"{api.url}/health").json()["last_reload_error"] is not None, 30, "refusal")
+        time.sleep(0.5)
+    assert set(load.statuses) == {200}
+    assert {v for _, v in load.versions} == {"1"}
+
+
+def test_mlflow_delivers_a_webhook_and_the_swap_is_immediate(
+    base_env: dict[str, str], model_name: str, client_mlflow: MlflowClient, tmp_path: Path
+) -> None:
+    settings = {
+        "MODEL_URI": f"models:/{model_name}@champion",
+        "MODEL_POLL_SECONDS": "0",
+        "MLFLOW_WEBHOOK_SECRET": SECRET,
+    }
+    register_ours(model_name)
+    with api_process(base_env, tmp_path / "api.log", **settings) as api:
+        hook_env = {**base_env, "MLFLOW_WEBHOOK_SECRET": SECRET}
+        hook_name = f"hook-{model_name}"
+        run_ok(
+            "registry_scripts.webhook",
+            "--url",
+            f"{api.url}/webhooks/mlflow",
+            "--name",
+            hook_name,
+            env=hook_env,
+        )
+        try:
+            time.sleep(1.5)  # MLflow's webhook cache (MLFLOW_WEBHOOK_CACHE_TTL=1 in the test registry)
+            client_mlflow.set_registered_model_alias(model_name, "champion", "2")
+            seconds = _wait(lambda: _served(api.url) == "2", 15, "version 2 served")
+            assert seconds < 5  # no polling at all: only the delivery can have done it
+            assert "delivery refused" not in api.log()
+        finally:
+            for hook in client_mlflow.list_webhooks():
+                if hook.name == hook_name:
+                    client_mlflow.delete_webhook(hook.webhook_id)
+
+
+def test_a_registry_that_goes_away_never_takes_the_model_down(
+    base_env: dict[str, str], tmp_path: Path
+) -> None:
+    registry = TrackingServer(tmp_path / "mlflow")
+    registry.start()
+    env = {**base_env, "MLFLOW_TRACKING_URI": registry.url}
+    settings = {"MODEL_POLL_SECONDS": "0.3"}
+    try:
+        run_ok("registry_scripts.train", env=env)
+        with (
+            api_process(env, tmp_path / "api.log", **settings) as api,
+            BackgroundLoad(api.url, ROW, threads=4) as load,
+        ):
+            registry.stop()
+            _wait(
+                lambda: httpx.get(f"{api.url}/health").json()["registry"]["reachable"] is False,
+                30,
+                "unreachable",
+            )
+            health = httpx.get(f"{api.url}/health").json()
+            assert health["model_loaded"] is True
+            assert health["registry"]["last_error"]
+            assert httpx.get(f"{api.url}/ping").status_code == 200
+            assert sample(httpx.get(f"{api.url}/metrics").text, "registry_reachable") == 0
+            time.sleep(1.5)
+            registry.start()
+            _wait(
+                lambda: httpx.get(f"{api.url}/health").json()["registry"]["reachable"] is True,
+                90,
+                "reachable",
+            )
+        assert set(load.statuses) == {200}
+        assert load.errors == []
+    finally:
+        registry.stop()
+
+
+def test_two_workers_converge_on_the_promoted_version(
+    base_env: dict[str, str], model_name: str, client_mlflow: MlflowClient, tmp_path: Path
+) -> None:
+    settings = {"MODEL_URI": f"models:/{model_name}@champion", "MODEL_POLL_SECONDS": "0.5", "WORKERS": "2"}
+    register_ours(model_name)
+    with api_process(base_env, tmp_path / "api.log", **settings) as api:
+        client_mlflow.set_registered_model_alias(model_name, "champion", "2")
+
+        def both_on_two() -> bool:
+            lines = [
+                l for l in httpx.get(f"{api.url}/metrics").text.splitlines() if l.startswith("model_info{")
+            ]
+            live = {
+                l.split('pid="')[1].split('"')[0] for l in lines if 'version="2"' in l and l.endswith(" 1.0")
+            }
+            return len(live) == 2
+
+        _wait(both_on_two, 30, "both workers on version 2")

@@ -1,0 +1,58 @@
+"""Registering versions in the test registry, in process: ours, a 29-feature one, a broken one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow.models.signature import infer_signature
+from sklearn.linear_model import LogisticRegression
+
+from model_wrapper import contract, log_classifier
+from registry_scripts.dataset import load_frame
+from registry_scripts.estimators import build_estimator
+
+FEATURES, TARGET, CLASS_NAMES = load_frame()
+BROKEN_MODEL_CODE = Path(__file__).parent / "fixtures" / "broken_model.py"
+
+
+def register_ours(name: str, model_type: str = "logistic_regression", seed: int = 0) -> str:
+    """A version of the wrapper model (the kind `registry_scripts.train` makes)."""
+    estimator = build_estimator(model_type, seed).fit(FEATURES.to_numpy(), TARGET.to_numpy())
+    with mlflow.start_run():
+        info = log_classifier(
+            estimator, class_names=CLASS_NAMES, input_example=FEATURES.head(3), registered_model_name=name
+        )
+    return str(info.registered_model_version)
+
+
+def register_29_features(name: str) -> str:
+    """A plain scikit-learn model whose signature lacks feature_30."""
+    features = FEATURES.drop(columns=["feature_30"])
+    estimator = LogisticRegression(max_iter=5000).fit(features, TARGET)
+    with mlflow.start_run():
+        info = mlflow.sklearn.log_model(
+            estimator,
+            name="model",
+            signature=infer_signature(features, estimator.predict(features)),
+            input_example=features.head(3),
+            registered_model_name=name,
+        )
+    return str(info.registered_model_version)
+
+
+def register_broken(name: str) -> str:
+    """A version with the served signature that fails on its own input example."""
+    with mlflow.start_run():
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=str(BROKEN_MODEL_CODE),
+            signature=contract.signature(CLASS_NAMES),
+            input_example=pd.DataFrame(
+                np.zeros((1, contract.FEATURE_COUNT)), columns=list(contract.FEATURE_NAMES)
+            ),
+            registered_model_name=name,
+        )
+    return str(info.registered_model_version)
