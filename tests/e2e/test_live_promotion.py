@@ -158,11 +158,12 @@ def test_two_workers_converge_on_the_promoted_version(
         client_mlflow.set_registered_model_alias(model_name, "champion", "2")
 
         def both_on_two() -> bool:
-            lines = [
-                l for l in httpx.get(f"{api.url}/metrics").text.splitlines() if l.startswith("model_info{")
-            ]
+            text = httpx.get(f"{api.url}/metrics").text
+            info = [line for line in text.splitlines() if line.startswith("model_info{")]
             live = {
-                l.split('pid="')[1].split('"')[0] for l in lines if 'version="2"' in l and l.endswith(" 1.0")
+                line.split('pid="')[1].split('"')[0]
+                for line in info
+                if 'version="2"' in line and line.endswith(" 1.0")
             }
             return len(live) == 2
 
