@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint format constraints bench clean
+.PHONY: help install run test lint format constraints bench bench-swap clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -41,6 +41,10 @@ constraints: $(PY) ## Re-pin constraints.txt from a fresh resolution of setup.cf
 bench: $(INSTALLED) ## Benchmark against `mlflow models serve` (needs wrk: apt-get install wrk)
 	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -q wrk; } || { echo "install wrk first: apt-get install wrk"; exit 2; }
 	$(PY) -m bench.run $(BENCH_ARGS)
+
+bench-swap: $(INSTALLED) ## The alias moved every second for a minute under load (needs wrk)
+	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -q wrk; } || { echo "install wrk first: apt-get install wrk"; exit 2; }
+	$(PY) -m bench.swap $(BENCH_ARGS)
 
 clean: ## Remove .venv, caches and make run's data
 	rm -rf $(VENV) .data .pytest_cache .ruff_cache *.egg-info
