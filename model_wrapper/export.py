@@ -24,11 +24,12 @@ MODEL_CODE_PATH = Path(__file__).with_name("model_code.py")
 # Pinned at logging time so `mlflow models serve` and friends rebuild the same environment.
 # Listing them explicitly also spares MLflow's slow requirement inference (a model load in a
 # subprocess). `registry-serve` itself provides `model_wrapper`, which the model code imports.
-_REQUIREMENTS = ("mlflow", "scikit-learn", "skops", "numpy", "pandas")
+_REQUIREMENTS = ("scikit-learn", "skops", "numpy", "pandas")
 
 
 def _pip_requirements() -> list[str]:
-    return [f"{name}=={metadata.version(name)}" for name in _REQUIREMENTS]
+    # mlflow's own version from the module: the API image has mlflow-skinny, not the `mlflow` distribution.
+    return [f"mlflow=={mlflow.__version__}", *(f"{name}=={metadata.version(name)}" for name in _REQUIREMENTS)]
 
 
 def describe(estimator: ClassifierMixin, class_names: Sequence[str]) -> ModelDescription:

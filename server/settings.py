@@ -8,10 +8,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MIB = 1024 * 1024
+PLACEHOLDER = "change-me"
 
 
 class ServerSettings(BaseSettings):
@@ -19,6 +20,10 @@ class ServerSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="", extra="ignore", protected_namespaces=())
 
+    environment: Literal["local", "staging", "production"] = Field(
+        default="local",
+        description="Where this runs. Outside `local`, placeholder secrets (`change-me…`) are refused.",
+    )
     model_uri: str = Field(
         default="models:/breast-cancer-classifier@champion",
         description="MLflow model URI to serve (`models:/NAME@ALIAS`, `models:/NAME/VERSION`, "
@@ -114,6 +119,20 @@ class ServerSettings(BaseSettings):
         description="Set by `python -m server` to a fresh folder when WORKERS > 1, so metrics "
         "add up across workers. Leave unset.",
     )
+
+    @model_validator(mode="after")
+    def _no_placeholder_secrets(self) -> ServerSettings:
+        secret = self.mlflow_webhook_secret
+        if (
+            self.environment != "local"
+            and secret is not None
+            and secret.get_secret_value().startswith(PLACEHOLDER)
+        ):
+            raise ValueError(
+                "MLFLOW_WEBHOOK_SECRET still holds its placeholder; "
+                f"set a real secret (ENVIRONMENT={self.environment})"
+            )
+        return self
 
     @field_validator("log_level", mode="before")
     @classmethod

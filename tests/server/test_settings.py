@@ -51,3 +51,12 @@ def test_invalid_values_are_refused(field: str, value: object) -> None:
 
 def test_every_field_is_documented() -> None:
     assert all(info.description for info in ServerSettings.model_fields.values())
+
+
+def test_placeholder_secrets_are_refused_outside_local_use() -> None:
+    with pytest.raises(ValidationError, match="MLFLOW_WEBHOOK_SECRET still holds its placeholder"):
+        ServerSettings(environment="production", mlflow_webhook_secret="change-me-webhook-secret")
+    assert ServerSettings(environment="local", mlflow_webhook_secret="change-me").mlflow_webhook_secret
+    assert ServerSettings(
+        environment="production", mlflow_webhook_secret="a-real-secret"
+    ).mlflow_webhook_secret
