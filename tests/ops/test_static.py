@@ -1,0 +1,256 @@
+"""Static checks of everything ops apply: the Dockerfile, the entry point, the compose file, the
+Kubernetes manifests, Prometheus' configuration, alert rules and their unit tests, and the
+Grafana dashboard. There is no Docker engine or cluster here; these are what can be checked."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from server import metrics
+from tests.ops.tools import ROOT, run, tool
+
+K8S = ROOT / "k8s"
+MANIFESTS = sorted(p for p in K8S.glob("*.yaml") if p.name != "kustomization.yaml")
+MONITORING = ROOT / "monitoring"
+
+
+def _ok(result) -> None:
+    assert result.returncode == 0, f"{result.args}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+
+
+def _kustomized() -> list[dict]:
+    result = run(tool("kubectl"), "kustomize", str(K8S))
+    _ok(result)
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
+@pytest.mark.parametrize("manifest", MANIFESTS, ids=lambda p: p.name)
+def test_each_manifest_is_valid_kubernetes(manifest: Path) -> None:
+    _ok(run(tool("kubernetes-validate"), "--strict", str(manifest)))
+
+
+def test_the_kustomization_builds_into_valid_kubernetes(tmp_path: Path) -> None:
+    built = tmp_path / "built.yaml"
+    built.write_text(yaml.safe_dump_all(_kustomized()))
+    _ok(run(tool("kubernetes-validate"), "--strict", str(built)))
+
+
+def test_checkov_passes_on_k8s_and_the_dockerfile() -> None:
+    for target in (("-d", "k8s"), ("-f", "Dockerfile")):
+        result = run(tool("checkov"), "--config-file", ".checkov.yaml", *target)
+        _ok(result)
+        assert "Failed checks: 0" in result.stdout
+
+
+def test_every_checkov_skip_says_why() -> None:
+    config = (ROOT / ".checkov.yaml").read_text().splitlines()
+    for number, line in enumerate(config):
+        if line.strip().startswith("- CKV"):
+            assert config[number - 1].strip().startswith("#"), f"skip without a reason: {line.strip()}"
+    for path in K8S.rglob("*.yaml"):
+        for match in re.finditer(r"checkov(?:\.io/skip\d+:|:skip=)\s*(CKV_\w+)[=:]\s*(.*)", path.read_text()):
+            assert len(match.group(2).strip()) > 10, f"{path.name}: {match.group(1)} skipped without a reason"
+
+
+def test_hadolint_passes() -> None:
+    _ok(run(tool("hadolint"), "Dockerfile"))
+
+
+def test_shellcheck_passes_on_the_entrypoint() -> None:
+    _ok(run(tool("shellcheck"), "docker-entrypoint.sh"))
+
+
+def test_the_compose_file_is_valid_and_wires_the_stack() -> None:
+    result = run(
+        tool("docker-compose"), "--env-file", ".env.example", "-f", "docker-compose.mlflow.yml", "config"
+    )
+    _ok(result)
+    services = yaml.safe_load(result.stdout)["services"]
+    assert set(services) == {"postgres", "mlflow", "trainer", "api", "prometheus", "grafana"}
+    assert services["api"]["depends_on"]["mlflow"]["condition"] == "service_healthy"
+    assert services["api"]["depends_on"]["trainer"]["condition"] == "service_completed_successfully"
+    assert services["mlflow"]["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert services["mlflow"]["environment"]["MLFLOW_BACKEND_STORE_URI"].startswith("postgresql://")
+    assert services["mlflow"]["environment"]["MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS"] == "true"
+    assert services["api"]["environment"]["MODEL_URI"] == "models:/breast-cancer-classifier@champion"
+    assert "healthcheck" in services["api"] and "healthcheck" in services["postgres"]
+
+
+def test_compose_refuses_to_start_without_its_secrets(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.env"
+    empty.write_text("")
+    result = run(
+        tool("docker-compose"), "--env-file", str(empty), "-f", "docker-compose.mlflow.yml", "config"
+    )
+    assert result.returncode != 0
+    assert "POSTGRES_PASSWORD" in result.stderr or "GRAFANA_ADMIN_PASSWORD" in result.stderr
+
+
+def test_no_secret_is_written_into_the_compose_file() -> None:
+    text = (ROOT / "docker-compose.mlflow.yml").read_text()
+    assert "change-me" not in text
+    assert re.search(r"^\s+\w*(PASSWORD|SECRET):\s+(?!\$\{)\S", text, flags=re.MULTILINE) is None
+
+
+def test_prometheus_config_rules_and_rule_tests() -> None:
+    _ok(run(tool("promtool"), "check", "config", "prometheus.yml", cwd=MONITORING))
+    _ok(run(tool("promtool"), "check", "rules", "alerts.yml", cwd=MONITORING))
+    result = run(tool("promtool"), "test", "rules", "alerts_test.yml", cwd=MONITORING)
+    _ok(result)
+    assert "SUCCESS" in result.stdout + result.stderr
+
+
+def test_alert_rules_cover_what_ops_asked_for() -> None:
+    rules = yaml.safe_load((MONITORING / "alerts.yml").read_text())["groups"][0]["rules"]
+    assert {r["alert"] for r in rules} >= {
+        "ApiDown",
+        "HighErrorRatio",
+        "HighLatencyP95",
+        "ModelNotLoaded",
+        "ModelReloadFailures",
+    }
+
+
+def _exported_names() -> set[str]:
+    names = set()
+    for collector in vars(metrics).values():
+        describe = getattr(collector, "describe", None)
+        if callable(describe) and hasattr(collector, "_name"):
+            for family in describe():
+                names |= {
+                    family.name,
+                    f"{family.name}_total",
+                    f"{family.name}_bucket",
+                    f"{family.name}_count",
+                }
+    return names | {"api_uptime_seconds", "up"}
+
+
+def _metric_names(expression: str) -> set[str]:
+    words = set(
+        re.findall(
+            r"\b([a-z_][a-z0-9_]*)\b(?!\s*\()", re.sub(r'\{[^}]*\}|"[^"]*"|\[[^\]]*\]', "", expression)
+        )
+    )
+    keywords = {
+        "sum",
+        "by",
+        "le",
+        "rate",
+        "increase",
+        "histogram_quantile",
+        "min",
+        "max",
+        "or",
+        "absent",
+        "and",
+        "class",
+        "endpoint",
+        "kind",
+        "outcome",
+        "name",
+        "version",
+        "alias",
+        "run_id",
+        "reason",
+    }
+    return {w for w in words if w not in keywords and "_" in w}
+
+
+def test_alerts_and_dashboard_query_metrics_the_server_exports() -> None:
+    exported = _exported_names()
+    rules = yaml.safe_load((MONITORING / "alerts.yml").read_text())["groups"][0]["rules"]
+    dashboard = json.loads((MONITORING / "grafana" / "dashboards" / "model-server.json").read_text())
+    expressions = [r["expr"] for r in rules] + [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    for expression in expressions:
+        unknown = _metric_names(expression) - exported
+        assert not unknown, f"{expression!r} uses {unknown}, which the server does not export"
+
+
+def test_dashboard_has_the_panels_ops_asked_for() -> None:
+    dashboard = json.loads((MONITORING / "grafana" / "dashboards" / "model-server.json").read_text())
+    assert dashboard["title"] == "MLflow & Model Server Monitoring"
+    queries = " ".join(t["expr"] for p in dashboard["panels"] for t in p["targets"])
+    for needle in (
+        "rate(prediction_requests_total",
+        "prediction_requests_failed_total",
+        "histogram_quantile(0.50",
+        "histogram_quantile(0.95",
+        "histogram_quantile(0.99",
+        "predictions_total",
+        "batch_size_bucket",
+        "model_info",
+        "api_uptime_seconds",
+    ):
+        assert needle in queries
+
+
+def test_grafana_reads_its_password_from_the_environment() -> None:
+    compose = yaml.safe_load((ROOT / "docker-compose.mlflow.yml").read_text())
+    assert compose["services"]["grafana"]["environment"]["GF_SECURITY_ADMIN_PASSWORD"].startswith("${")
+
+
+def _kind(documents: list[dict], kind: str, name: str) -> dict:
+    return next(d for d in documents if d["kind"] == kind and d["metadata"]["name"] == name)
+
+
+def test_the_api_deployment_is_hardened_and_probed() -> None:
+    documents = _kustomized()
+    assert {d["metadata"].get("namespace") for d in documents if d["kind"] != "Namespace"} == {"mlflow-prod"}
+    deployment = _kind(documents, "Deployment", "registry-serve-api")
+    pod = deployment["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert container["startupProbe"]["httpGet"]["path"] == "/health"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/health"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/ping"
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
+    assert container["lifecycle"]["preStop"]["exec"]["command"][0] == "sleep"
+    assert pod["terminationGracePeriodSeconds"] >= 30
+    assert {"requests", "limits"} <= set(container["resources"])
+    assert deployment["spec"]["template"]["metadata"]["annotations"]["prometheus.io/scrape"] == "true"
+    service = _kind(documents, "Service", "fastapi-service")
+    assert service["spec"]["ports"][0]["port"] == 8000
+    hpa = _kind(documents, "HorizontalPodAutoscaler", "registry-serve-api")
+    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (2, 5)
+    assert _kind(documents, "PodDisruptionBudget", "registry-serve-api")["spec"]["minAvailable"] == 1
+
+
+def test_network_policies_confine_each_service() -> None:
+    documents = _kustomized()
+    policies = {d["metadata"]["name"]: d["spec"] for d in documents if d["kind"] == "NetworkPolicy"}
+    assert policies["default-deny-all"]["podSelector"] == {}
+    api_sources = policies["registry-serve-api"]["ingress"][0]["from"]
+    namespaces = {
+        s["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
+        for s in api_sources
+        if "namespaceSelector" in s
+    }
+    assert namespaces == {"ingress-nginx", "monitoring"}
+    api_egress = policies["registry-serve-api"]["egress"]
+    assert [rule["to"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/name"] for rule in api_egress] == [
+        "mlflow"
+    ]
+    mlflow_sources = {
+        s["podSelector"]["matchLabels"]["app.kubernetes.io/name"]
+        for s in policies["mlflow"]["ingress"][0]["from"]
+    }
+    assert mlflow_sources == {"registry-serve-api", "trainer"}
+
+
+def test_the_single_api_file_applies_on_its_own(tmp_path: Path) -> None:
+    documents = [d for d in yaml.safe_load_all((K8S / "fastapi-deployment.yaml").read_text()) if d]
+    assert {d["kind"] for d in documents} == {"ConfigMap", "Service", "Deployment"}
+    assert all(d["metadata"]["namespace"] == "mlflow-prod" for d in documents)
+
+
+def test_the_entrypoint_refuses_an_unknown_mode() -> None:
+    result = run("sh", "docker-entrypoint.sh", "nonsense")
+    assert result.returncode == 64
+    assert result.stderr.strip() == "docker-entrypoint.sh: unknown mode 'nonsense': use api, mlflow or train"
