@@ -78,7 +78,7 @@ def test_the_compose_file_is_valid_and_wires_the_stack() -> None:
     assert services["mlflow"]["environment"]["MLFLOW_BACKEND_STORE_URI"].startswith("postgresql://")
     assert services["mlflow"]["environment"]["MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS"] == "true"
     assert services["api"]["environment"]["MODEL_URI"] == "models:/breast-cancer-classifier@champion"
-    assert "healthcheck" in services["api"] and "healthcheck" in services["postgres"]
+    assert all("healthcheck" in services[name] for name in ("postgres", "mlflow", "api"))
 
 
 def test_compose_refuses_to_start_without_its_secrets(tmp_path: Path) -> None:

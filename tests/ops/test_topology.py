@@ -118,8 +118,8 @@ def test_the_compose_topology_runs_end_to_end(database: str, tmp_path: Path) -> 
             ) as prom:
                 for _ in range(20):
                     assert httpx.post(f"{api.url}/predict", json=ROW).status_code == 200
-                _wait(lambda: [r["value"][1] for r in _query(prom.url, 'up{job="registry-serve-api"}')] == ["1"],
-                      60, "up == 1")  # fmt: skip
+                up = 'up{job="registry-serve-api"}'
+                _wait(lambda: [r["value"][1] for r in _query(prom.url, up)] == ["1"], 60, "up == 1")
                 _wait(
                     lambda: bool(_query(prom.url, "sum(prediction_requests_total) > 0")),
                     60,
