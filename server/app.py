@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import math
 import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
@@ -19,6 +20,7 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from server import metrics
+from server.auth import Authenticator, build_authenticator
 from server.batching import AdaptiveBatcher
 from server.dependencies import Services
 from server.error_handlers import EXCEPTION_HANDLERS
@@ -28,10 +30,11 @@ from server.inference import Inference
 from server.loaded_model import LoadedModel
 from server.loading import ModelLoader, load_with_retry
 from server.logging_setup import configure_logging
-from server.middleware import PredictionTrafficMiddleware, RequestContextMiddleware
+from server.middleware_stack import build_stack, wrap
 from server.mlflow_env import apply_mlflow_client_settings
 from server.model_store import ModelStore
 from server.openapi import OpenApiBuilder
+from server.rate_limit import Limiter, LocalTokenBuckets, RedisTokenBuckets
 from server.reloader import Reloader
 from server.routes import admin, health, invocations, model_info, predictions
 from server.routes import metrics as metrics_routes
@@ -42,6 +45,28 @@ DESCRIPTION = (
     "Serves an MLflow pyfunc model from the model registry: strict JSON prediction endpoints, "
     "MLflow's `/invocations` protocol, health checks and Prometheus metrics."
 )
+
+
+def authenticator_from(settings: ServerSettings) -> Authenticator:
+    return build_authenticator(
+        settings.api_keys.get_secret_value() if settings.api_keys else None,
+        settings.api_keys_file,
+        settings.jwt_algorithm,
+        settings.jwt_key.get_secret_value() if settings.jwt_key else None,
+        settings.jwt_key_file,
+        settings.jwt_issuer,
+        settings.jwt_audience,
+    )
+
+
+def limiter_from(settings: ServerSettings) -> Limiter | None:
+    rate = settings.rate_limit_per_second
+    if rate <= 0:
+        return None
+    burst = settings.rate_limit_burst or max(1, math.ceil(rate))
+    if settings.rate_limit_redis_url:
+        return RedisTokenBuckets(settings.rate_limit_redis_url, rate, burst)
+    return LocalTokenBuckets(rate, burst)
 
 
 def freeze_startup_objects() -> None:
@@ -84,6 +109,8 @@ def create_app(settings: ServerSettings, *, store: ModelStore | None = None) -> 
         tag_live_version=settings.tag_live_version,
     )
     secret = settings.mlflow_webhook_secret
+    authenticator = authenticator_from(settings) if settings.auth_enabled else None
+    limiter = limiter_from(settings)
     services = Services(
         settings=settings,
         store=store,
@@ -121,15 +148,21 @@ def create_app(settings: ServerSettings, *, store: ModelStore | None = None) -> 
                 await following
             loader_thread.shutdown(wait=False, cancel_futures=True)
             inference_thread.shutdown(wait=True, cancel_futures=True)
+            if isinstance(limiter, RedisTokenBuckets):
+                await limiter.close()
             if owns_store:
                 store.close()
 
+    docs = settings.docs_enabled
     app = ServingApp(
         title="registry-serve",
         version=metadata.version("registry-serve"),
         description=DESCRIPTION,
         lifespan=lifespan,
         exception_handlers=EXCEPTION_HANDLERS,
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
+        openapi_url="/openapi.json" if docs else None,
     )
     app.state.services = services
     for router in (
@@ -141,10 +174,11 @@ def create_app(settings: ServerSettings, *, store: ModelStore | None = None) -> 
         metrics_routes.router,
     ):
         app.include_router(router)
-    app.add_middleware(PredictionTrafficMiddleware)
-    app.add_middleware(RequestContextMiddleware)  # added last: outermost
+    stack = build_stack(settings, authenticator, limiter)
+    for middleware in reversed(stack):  # add_middleware puts the last one added outermost
+        app.add_middleware(middleware.cls, *middleware.args, **middleware.kwargs)
     app.install_fast_lane(
-        lambda inner: RequestContextMiddleware(PredictionTrafficMiddleware(inner)),
+        lambda inner: wrap(stack, inner),
         {
             "/predict": predictions.predict,
             "/batch-predict": predictions.batch_predict,

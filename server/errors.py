@@ -8,6 +8,7 @@ never the client's data echoed back.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -112,6 +113,30 @@ class InvalidInput(ServingError):
         first = problems[0].describe()
         more = f" (and {count - 1} more problem{'s' if count > 2 else ''})" if count > 1 else ""
         return cls(f"{first}{more}", problems=problems)
+
+
+class RateLimited(ServingError):
+    status_code = 429
+    error_code = "RATE_LIMITED"
+
+    def __init__(self, retry_after: float) -> None:
+        seconds = max(1, math.ceil(retry_after))
+        super().__init__(f"rate limit reached; retry in {seconds} s", headers={"Retry-After": str(seconds)})
+
+
+class Overloaded(ServingError):
+    """Too many prediction requests in progress: refused at once instead of queued without end."""
+
+    status_code = 503
+    error_code = "OVERLOADED"
+
+    def __init__(self) -> None:
+        super().__init__("the server is at capacity; retry shortly", headers={"Retry-After": "1"})
+
+
+class RequestTimeout(ServingError):
+    status_code = 504
+    error_code = "TIMEOUT"
 
 
 class ModelNotReady(ServingError):

@@ -19,7 +19,7 @@ from model_wrapper import Prediction
 from server import metrics
 from server.batching import AdaptiveBatcher
 from server.codecs.mlflow_protocol import InvocationCodec, PendingRequest, from_mlflow, predict_general
-from server.errors import ServingError
+from server.errors import InvalidInput, Problem, ServingError
 from server.loaded_model import LoadedModel
 
 
@@ -48,15 +48,38 @@ class Inference:
         return rows
 
     async def predict_mlflow(
-        self, model: LoadedModel, codec: InvocationCodec, pending: PendingRequest
+        self, model: LoadedModel, codec: InvocationCodec, pending: PendingRequest, max_rows: int
     ) -> bytes:
         """MLflow's parsers and `PyFuncModel.predict`, off the event loop."""
-        return await run_in_threadpool(_parse_and_predict, model, codec, pending)
+        return await run_in_threadpool(_parse_and_predict, model, codec, pending, max_rows)
 
 
-def _parse_and_predict(model: LoadedModel, codec: InvocationCodec, pending: PendingRequest) -> bytes:
+def check_row_count(rows: int, max_rows: int) -> None:
+    """MAX_BATCH_SIZE holds for every way rows arrive, CSV and Parquet included."""
+    if rows > max_rows:
+        raise InvalidInput.from_problems(
+            [Problem(f"the request holds {rows} rows; at most {max_rows} per request")]
+        )
+
+
+def _row_count(data: Any) -> int:
+    if isinstance(data, pd.DataFrame):
+        return len(data)
+    if isinstance(data, np.ndarray):
+        return int(data.shape[0]) if data.ndim else 1
+    if isinstance(data, dict):
+        first = next(iter(data.values()), None)
+        return len(first) if isinstance(first, (list, np.ndarray)) else 1
+    return len(data) if isinstance(data, list) else 1
+
+
+def _parse_and_predict(
+    model: LoadedModel, codec: InvocationCodec, pending: PendingRequest, max_rows: int
+) -> bytes:
     request = codec.parse(pending)
-    metrics.record_model_call(len(request.data) if hasattr(request.data, "__len__") else 1)
+    rows = _row_count(request.data)
+    check_row_count(rows, max_rows)
+    metrics.record_model_call(rows)
     return predict_general(model.pyfunc, request)
 
 

@@ -114,6 +114,50 @@ class ServerSettings(BaseSettings):
         description="Set by `python -m server` when WORKERS > 1: a file a worker touches after a webhook "
         "so the other workers check the registry at once. Leave unset.",
     )
+    auth_enabled: bool = Field(
+        default=False,
+        description="Require an API key or JWT on everything but /health, /ping, the docs and webhooks.",
+    )
+    api_keys: SecretStr | None = Field(
+        default=None,
+        description="API keys as `name:sha256-hex-digest:scope+scope`, comma- or newline-separated; "
+        "scopes are predict, admin, metrics. Only digests, never keys.",
+    )
+    api_keys_file: Path | None = Field(
+        default=None, description="A file (a mounted Secret) with more API keys in the API_KEYS format."
+    )
+    jwt_algorithm: Literal["HS256", "RS256"] | None = Field(
+        default=None, description="Accept JWT bearer tokens signed with this algorithm."
+    )
+    jwt_key: SecretStr | None = Field(
+        default=None, description="The HS256 secret or the RS256 public key (PEM) that signs accepted JWTs."
+    )
+    jwt_key_file: Path | None = Field(default=None, description="JWT_KEY from a file (a mounted Secret).")
+    jwt_issuer: str | None = Field(default=None, description="Required `iss` of accepted JWTs.")
+    jwt_audience: str | None = Field(default=None, description="Required `aud` of accepted JWTs.")
+    metrics_auth: bool = Field(
+        default=False, description="With AUTH_ENABLED, /metrics requires a key with the metrics scope."
+    )
+    rate_limit_per_second: float = Field(
+        default=0.0, ge=0, description="Requests per second per API key (or client address); 0: no limit."
+    )
+    rate_limit_burst: int = Field(
+        default=0, ge=0, description="Token bucket size: requests allowed at once (0: one second's worth)."
+    )
+    rate_limit_redis_url: str | None = Field(
+        default=None,
+        description="Share rate limits across replicas through this Redis (redis://host:6379/0).",
+    )
+    max_concurrent_requests: int = Field(
+        default=512, ge=1, description="Prediction requests in progress at once; more get 503 at once."
+    )
+    request_timeout_seconds: float = Field(
+        default=30.0, gt=0, description="A prediction request still unanswered after this gets 504."
+    )
+    cors_origins: str = Field(
+        default="", description="Comma-separated origins allowed by CORS; empty: CORS off."
+    )
+    docs_enabled: bool = Field(default=True, description="Serve /docs, /redoc and /openapi.json.")
     prometheus_multiproc_dir: Path | None = Field(
         default=None,
         description="Set by `python -m server` to a fresh folder when WORKERS > 1, so metrics "
@@ -133,6 +177,18 @@ class ServerSettings(BaseSettings):
                 f"set a real secret (ENVIRONMENT={self.environment})"
             )
         return self
+
+    @model_validator(mode="after")
+    def _auth_has_credentials(self) -> ServerSettings:
+        if self.auth_enabled and not (self.api_keys or self.api_keys_file or self.jwt_algorithm):
+            raise ValueError("AUTH_ENABLED needs API_KEYS, API_KEYS_FILE or JWT_ALGORITHM")
+        if self.jwt_algorithm and not (self.jwt_key or self.jwt_key_file):
+            raise ValueError("JWT_ALGORITHM needs JWT_KEY or JWT_KEY_FILE")
+        return self
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return [origin.strip() for origin in self.cors_origins.split(",") if origin.strip()]
 
     @field_validator("log_level", mode="before")
     @classmethod

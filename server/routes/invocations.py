@@ -9,6 +9,7 @@ from server.codecs.body import read_body
 from server.codecs.mlflow_protocol import FastRequest, ProtocolError, media_type_of, scrub
 from server.codecs.per_model import invocation_codec, prediction_encoder
 from server.dependencies import services_of
+from server.inference import check_row_count
 from server.openapi import ERROR_RESPONSES, INVOCATIONS_REQUEST, request_body
 from server.routes.predictions import MODEL_VERSION_HEADER
 from server.schemas import InvocationsResponse
@@ -33,11 +34,13 @@ async def invocations(request: Request) -> Response:
     codec = invocation_codec(model)
     try:
         decoded = codec.decode(body, media_type)
+        max_rows = services.settings.max_batch_size
         if isinstance(decoded, FastRequest):
+            check_row_count(len(decoded.features), max_rows)
             prediction = await services.inference.predict(model, decoded.features)
             content = prediction_encoder(model).mlflow(prediction)
         else:
-            content = await services.inference.predict_mlflow(model, codec, decoded)
+            content = await services.inference.predict_mlflow(model, codec, decoded, max_rows)
     except ProtocolError as error:
         raise scrub(error, body, codec.allowed_names) from None
     version = model.source.version

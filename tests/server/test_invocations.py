@@ -5,6 +5,7 @@ The full comparison with `mlflow models serve` is `tests/e2e/test_invocations_di
 
 from __future__ import annotations
 
+import io
 import json
 
 import pandas as pd
@@ -115,3 +116,27 @@ def test_invocations_answer_carries_the_model_version(client: TestClient, datase
     assert response.status_code == 200
     assert len(response.json()["predictions"]) == 2
     assert response.headers["x-model-version"]
+
+
+@pytest.mark.parametrize("layout", ["json", "csv", "parquet"])
+def test_max_batch_size_holds_for_every_format(
+    client: TestClient, dataset: pd.DataFrame, layout: str
+) -> None:
+    rows = dataset[:51]  # the test settings allow 50
+    if layout == "json":
+        content, media_type = _split(rows), "application/json"
+    elif layout == "csv":
+        content, media_type = rows.to_csv(index=False).encode(), "text/csv"
+    else:
+        buffer = io.BytesIO()
+        rows.to_parquet(buffer)
+        content, media_type = buffer.getvalue(), "application/vnd.apache.parquet"
+    response = client.post("/invocations", content=content, headers={"content-type": media_type})
+    assert response.status_code == 422
+    assert response.json()["message"] == "the request holds 51 rows; at most 50 per request"
+    assert (
+        client.post(
+            "/invocations", content=_split(rows[:50]), headers={"content-type": "application/json"}
+        ).status_code
+        == 200
+    )

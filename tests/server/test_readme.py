@@ -15,7 +15,9 @@ README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
 
 
 def test_configuration_table_lists_every_setting() -> None:
-    table = set(re.findall(r"^\| `([A-Z_]+)` \|", README, flags=re.MULTILINE))
+    table = set()
+    for names in re.findall(r"^\| (`[A-Z_]+`(?: / `[A-Z_]+`)*) \|", README, flags=re.MULTILINE):
+        table |= set(re.findall(r"`([A-Z_]+)`", names))
     fields = {name.upper() for cls in (ServerSettings, RegistrySettings) for name in cls.model_fields}
     assert fields == table
 

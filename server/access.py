@@ -1,0 +1,118 @@
+"""Access control and load shedding, as pure ASGI middleware on both the fast lane and FastAPI.
+
+`AccessMiddleware`: each route's scope (`required_scope`), the caller's credential, and the
+caller's rate limit. `AdmissionMiddleware`: at most MAX_CONCURRENT_REQUESTS prediction requests
+in progress (more get 503 with Retry-After at once) and none longer than REQUEST_TIMEOUT_SECONDS
+(504). Refusals use the one error body, with the request id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from starlette._utils import get_route_path
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from server.auth import Authenticator, authorize
+from server.error_handlers import ERROR_CODE_STATE, error_response
+from server.errors import Overloaded, RateLimited, RequestTimeout, ServingError
+from server.metrics import PREDICTION_ENDPOINTS
+from server.rate_limit import Limiter
+
+OPEN_PATHS = frozenset(
+    {"/health", "/ping", "/webhooks/mlflow", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
+)
+METRICS_PATHS = frozenset({"/metrics", "/prometheus-metrics"})
+ADMIN_PATHS = frozenset({"/model/reload"})
+
+
+def required_scope(path: str, metrics_auth: bool) -> str | None:
+    """The scope a request to `path` needs, or None when the route is open."""
+    if path in OPEN_PATHS:
+        return None
+    if path in METRICS_PATHS:
+        return "metrics" if metrics_auth else None
+    if path in ADMIN_PATHS:
+        return "admin"
+    return "predict"
+
+
+async def _refuse(scope: Scope, receive: Receive, send: Send, error: ServingError) -> None:
+    scope.setdefault("state", {})[ERROR_CODE_STATE] = error.error_code
+    await error_response(error)(scope, receive, send)
+
+
+class AccessMiddleware:
+    """Authenticates and rate-limits every request to a route that needs a scope."""
+
+    def __init__(
+        self, app: ASGIApp, authenticator: Authenticator | None, limiter: Limiter | None, metrics_auth: bool
+    ) -> None:
+        self.app = app
+        self._authenticator = authenticator
+        self._limiter = limiter
+        self._metrics_auth = metrics_auth
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] == "OPTIONS":
+            await self.app(scope, receive, send)
+            return
+        required = required_scope(
+            get_route_path(scope), self._metrics_auth and self._authenticator is not None
+        )
+        if required is None:
+            await self.app(scope, receive, send)
+            return
+        try:
+            if self._authenticator is not None:
+                principal = self._authenticator.authenticate(Headers(scope=scope))
+                authorize(principal, required)
+                caller = principal.name
+            else:
+                client = scope.get("client")
+                caller = f"address:{client[0] if client else 'unknown'}"
+            if self._limiter is not None and required != "metrics":
+                decision = await self._limiter.acquire(caller)
+                if not decision.allowed:
+                    raise RateLimited(decision.retry_after)
+        except ServingError as error:
+            await _refuse(scope, receive, send, error)
+            return
+        await self.app(scope, receive, send)
+
+
+class AdmissionMiddleware:
+    """Bounds the prediction requests in progress, and how long each may take."""
+
+    def __init__(self, app: ASGIApp, max_concurrent: int, timeout: float) -> None:
+        self.app = app
+        self._max_concurrent = max_concurrent
+        self._timeout = timeout
+        self._in_progress = 0
+        self._paths = frozenset(PREDICTION_ENDPOINTS)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or get_route_path(scope) not in self._paths:
+            await self.app(scope, receive, send)
+            return
+        if self._in_progress >= self._max_concurrent:
+            await _refuse(scope, receive, send, Overloaded())
+            return
+        started = False
+
+        async def watch(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        self._in_progress += 1
+        try:
+            async with asyncio.timeout(self._timeout):
+                await self.app(scope, receive, watch)
+        except TimeoutError:
+            if started:
+                raise
+            await _refuse(scope, receive, send, RequestTimeout(f"no answer within {self._timeout:g} s"))
+        finally:
+            self._in_progress -= 1

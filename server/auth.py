@@ -1,0 +1,169 @@
+"""Who is calling, and may they: API keys and JWT bearer tokens, checked against route scopes.
+
+API keys arrive as `Authorization: Bearer <key>` or `X-API-Key: <key>` and are looked up by
+their SHA-256 digest: the server holds digests only, never keys, and compares digests in
+constant time. A bearer token that is a JWT is verified instead (signature, expiry, issuer,
+audience) when JWT_ALGORITHM is set; its scopes come from the `scope` (space-separated) or `scp`
+claim. Keys and tokens are never logged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import jwt
+
+from server.errors import ServingError
+
+SCOPES = frozenset({"predict", "admin", "metrics"})
+API_KEY_HEADER = "x-api-key"
+_JWT_SHAPE = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$")
+_DIGEST = re.compile(r"^[0-9a-f]{64}$")
+
+
+class Unauthenticated(ServingError):
+    status_code = 401
+    error_code = "UNAUTHENTICATED"
+
+    def __init__(self, message: str, *, invalid: bool) -> None:
+        challenge = 'Bearer realm="registry-serve"' + (', error="invalid_token"' if invalid else "")
+        super().__init__(message, headers={"WWW-Authenticate": challenge})
+
+
+class Forbidden(ServingError):
+    status_code = 403
+    error_code = "FORBIDDEN"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """An authenticated caller: a name for logs and rate limits, and what it may do."""
+
+    name: str
+    scopes: frozenset[str]
+
+
+def digest(key: str) -> str:
+    """The SHA-256 hex digest API_KEYS holds for `key` (`python -m server.auth KEY` prints it)."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def parse_api_keys(text: str) -> dict[str, Principal]:
+    """`name:digest:scope+scope` entries, comma- or newline-separated -> principals by digest."""
+    keys: dict[str, Principal] = {}
+    for entry in re.split(r"[,\n]", text):
+        entry = entry.strip()
+        if not entry or entry.startswith("#"):
+            continue
+        parts = entry.split(":")
+        if len(parts) != 3 or not _DIGEST.fullmatch(parts[1]):
+            raise ValueError("each API key must be name:sha256-hex-digest:scopes (never the key itself)")
+        name, key_digest, scope_text = parts
+        scopes = frozenset(scope_text.split("+")) if scope_text else frozenset()
+        unknown = scopes - SCOPES
+        if unknown:
+            raise ValueError(
+                f"API key {name!r} names unknown scopes {sorted(unknown)}; known: {sorted(SCOPES)}"
+            )
+        keys[key_digest] = Principal(name, scopes)
+    return keys
+
+
+class JwtVerifier:
+    """Verifies JWTs: signature, `exp` (required), and `iss` / `aud` when configured."""
+
+    def __init__(self, algorithm: str, key: str, issuer: str | None, audience: str | None) -> None:
+        self._algorithm = algorithm
+        self._key = key
+        self._issuer = issuer
+        self._audience = audience
+
+    def verify(self, token: str) -> Principal:
+        try:
+            claims = jwt.decode(
+                token,
+                self._key,
+                algorithms=[self._algorithm],
+                issuer=self._issuer,
+                audience=self._audience,
+                options={"require": ["exp"], "verify_aud": self._audience is not None},
+            )
+        except jwt.ExpiredSignatureError:
+            raise Unauthenticated("the token has expired", invalid=True) from None
+        except jwt.InvalidAudienceError:
+            raise Unauthenticated("the token is not for this audience", invalid=True) from None
+        except jwt.InvalidIssuerError:
+            raise Unauthenticated("the token is from another issuer", invalid=True) from None
+        except jwt.PyJWTError:
+            raise Unauthenticated("the token is not valid", invalid=True) from None
+        raw_scopes = claims.get("scope", claims.get("scp", ""))
+        scopes = raw_scopes.split() if isinstance(raw_scopes, str) else list(raw_scopes)
+        return Principal(f"jwt:{claims.get('sub', '?')}", frozenset(scopes) & SCOPES)
+
+
+class Authenticator:
+    """Turns request headers into a `Principal`, or refuses them."""
+
+    def __init__(self, keys: Mapping[str, Principal], jwt_verifier: JwtVerifier | None) -> None:
+        self._keys = dict(keys)
+        self._jwt = jwt_verifier
+
+    def authenticate(self, headers: Mapping[str, str]) -> Principal:
+        credential = headers.get(API_KEY_HEADER)
+        if credential is None:
+            scheme, _, value = headers.get("authorization", "").partition(" ")
+            if scheme.lower() == "bearer" and value.strip():
+                credential = value.strip()
+        if not credential:
+            raise Unauthenticated("an API key or bearer token is required", invalid=False)
+        if self._jwt is not None and _JWT_SHAPE.fullmatch(credential):
+            return self._jwt.verify(credential)
+        return self._lookup(credential)
+
+    def _lookup(self, key: str) -> Principal:
+        offered = digest(key)
+        found = None
+        for known, principal in self._keys.items():  # every digest compared: no early exit to time
+            if hmac.compare_digest(known, offered):
+                found = principal
+        if found is None:
+            raise Unauthenticated("the API key is not valid", invalid=True)
+        return found
+
+
+def authorize(principal: Principal, scope: str) -> None:
+    if scope not in principal.scopes:
+        raise Forbidden(f"this credential lacks the {scope!r} scope")
+
+
+def build_authenticator(
+    api_keys: str | None,
+    api_keys_file: Path | None,
+    jwt_algorithm: str | None,
+    jwt_key: str | None,
+    jwt_key_file: Path | None,
+    jwt_issuer: str | None,
+    jwt_audience: str | None,
+) -> Authenticator:
+    """The authenticator the settings describe (files read once, at start-up)."""
+    texts: Iterable[str] = [api_keys or "", api_keys_file.read_text() if api_keys_file else ""]
+    keys: dict[str, Principal] = {}
+    for text in texts:
+        keys.update(parse_api_keys(text))
+    verifier = None
+    if jwt_algorithm:
+        key = jwt_key if jwt_key else (jwt_key_file.read_text() if jwt_key_file else "")
+        verifier = JwtVerifier(jwt_algorithm, key, jwt_issuer, jwt_audience)
+    return Authenticator(keys, verifier)
+
+
+if __name__ == "__main__":
+    import sys
+
+    for argument in sys.argv[1:]:
+        print(digest(argument))

@@ -1,0 +1,55 @@
+"""The middleware every request passes, outermost first, built once from the settings and put
+around both the fast lane and FastAPI, so the two paths can never drift apart."""
+
+from __future__ import annotations
+
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.types import ASGIApp
+
+from server.access import AccessMiddleware, AdmissionMiddleware
+from server.auth import Authenticator
+from server.middleware import PredictionTrafficMiddleware, RequestContextMiddleware
+from server.rate_limit import Limiter
+from server.settings import ServerSettings
+
+
+def build_stack(
+    settings: ServerSettings, authenticator: Authenticator | None, limiter: Limiter | None
+) -> list[Middleware]:
+    stack = [Middleware(RequestContextMiddleware)]
+    if settings.cors_origin_list:
+        stack.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=settings.cors_origin_list,
+                allow_methods=["GET", "POST"],
+                allow_headers=["authorization", "content-type", "x-api-key", "x-request-id"],
+                expose_headers=["x-request-id", "x-model-version", "retry-after"],
+            )
+        )
+    stack.append(Middleware(PredictionTrafficMiddleware))
+    if authenticator is not None or limiter is not None:
+        stack.append(
+            Middleware(
+                AccessMiddleware,
+                authenticator=authenticator,
+                limiter=limiter,
+                metrics_auth=settings.metrics_auth,
+            )
+        )
+    stack.append(
+        Middleware(
+            AdmissionMiddleware,
+            max_concurrent=settings.max_concurrent_requests,
+            timeout=settings.request_timeout_seconds,
+        )
+    )
+    return stack
+
+
+def wrap(stack: list[Middleware], app: ASGIApp) -> ASGIApp:
+    """`app` inside `stack` (the first entry outermost), as Starlette would build it."""
+    for middleware in reversed(stack):
+        app = middleware.cls(app, *middleware.args, **middleware.kwargs)
+    return app

@@ -1,0 +1,193 @@
+"""Authentication and scopes: API keys (digests only), JWTs (HS256 and RS256), 401 vs 403."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+
+import jwt
+import pandas as pd
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from fastapi.testclient import TestClient
+
+from server.app import create_app
+from server.auth import digest, parse_api_keys
+from server.loaded_model import LoadedModel
+from server.model_store import ModelStore
+from server.settings import ServerSettings
+from tests.server.conftest import record
+
+READER_KEY = "reader-key-0123456789"
+OPS_KEY = "ops-key-9876543210"
+JWT_SECRET = "jwt-secret-for-tests-only-0123456789"
+ISSUER, AUDIENCE = "https://issuer.example", "registry-serve"
+RSA_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+RSA_PUBLIC = (
+    RSA_KEY.public_key()
+    .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    .decode()
+)
+
+
+def _keys() -> str:
+    return f"reader:{digest(READER_KEY)}:predict,ops:{digest(OPS_KEY)}:predict+admin+metrics"
+
+
+def _client(base: ServerSettings, model: LoadedModel, **auth: object) -> TestClient:
+    options = {"auth_enabled": True, "api_keys": _keys(), "metrics_auth": True, **auth}
+    settings = ServerSettings(
+        model_uri=base.model_uri, mlflow_tracking_uri=base.mlflow_tracking_uri, **options
+    )
+    return TestClient(create_app(settings, store=ModelStore(model)), raise_server_exceptions=False)
+
+
+@pytest.fixture
+def secured(settings: ServerSettings, loaded_champion: LoadedModel) -> Iterator[TestClient]:
+    hs = {"jwt_algorithm": "HS256", "jwt_key": JWT_SECRET, "jwt_issuer": ISSUER, "jwt_audience": AUDIENCE}
+    with _client(settings, loaded_champion, **hs) as client:
+        yield client
+
+
+def _token(key: str = JWT_SECRET, algorithm: str = "HS256", **claims: object) -> str:
+    payload = {"sub": "svc-a", "iss": ISSUER, "aud": AUDIENCE, "exp": time.time() + 60, "scope": "predict"}
+    payload.update(claims)
+    return jwt.encode({k: v for k, v in payload.items() if v is not None}, key, algorithm=algorithm)
+
+
+def test_no_credential_is_401_with_a_challenge(secured: TestClient, dataset: pd.DataFrame) -> None:
+    response = secured.post("/predict", json=record(dataset))
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == 'Bearer realm="registry-serve"'
+    assert response.json()["error_code"] == "UNAUTHENTICATED"
+    assert response.json()["message"] == "an API key or bearer token is required"
+
+
+def test_a_wrong_key_is_401_invalid_token(secured: TestClient, dataset: pd.DataFrame) -> None:
+    response = secured.post("/predict", json=record(dataset), headers={"X-API-Key": "guess"})
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == 'Bearer realm="registry-serve", error="invalid_token"'
+    assert response.json()["message"] == "the API key is not valid"
+
+
+@pytest.mark.parametrize("header", ["X-API-Key", "Authorization"])
+def test_a_valid_key_is_accepted_either_way(secured: TestClient, dataset: pd.DataFrame, header: str) -> None:
+    value = READER_KEY if header == "X-API-Key" else f"Bearer {READER_KEY}"
+    assert secured.post("/predict", json=record(dataset), headers={header: value}).status_code == 200
+
+
+def test_the_wrong_scope_is_403(secured: TestClient) -> None:
+    response = secured.post("/model/reload", headers={"X-API-Key": READER_KEY})
+    assert response.status_code == 403
+    assert response.json()["error_code"] == "FORBIDDEN"
+    assert response.json()["message"] == "this credential lacks the 'admin' scope"
+    assert secured.post("/model/reload", headers={"X-API-Key": OPS_KEY}).status_code == 200
+
+
+def test_health_ping_and_docs_stay_open(secured: TestClient) -> None:
+    for path in ("/health", "/ping", "/docs", "/openapi.json"):
+        assert secured.get(path).status_code == 200, path
+
+
+def test_metrics_can_require_their_own_scope(secured: TestClient) -> None:
+    assert secured.get("/metrics").status_code == 401
+    assert secured.get("/metrics", headers={"X-API-Key": READER_KEY}).status_code == 403
+    assert secured.get("/metrics", headers={"X-API-Key": OPS_KEY}).status_code == 200
+
+
+def test_every_prediction_route_needs_the_predict_scope(secured: TestClient) -> None:
+    for method, path in [
+        ("POST", "/predict"),
+        ("POST", "/batch-predict"),
+        ("POST", "/invocations"),
+        ("GET", "/model/metadata"),
+        ("GET", "/model/features"),
+        ("GET", "/model/versions"),
+    ]:
+        assert secured.request(method, path).status_code == 401, path
+
+
+def test_a_valid_jwt_is_accepted(secured: TestClient, dataset: pd.DataFrame) -> None:
+    headers = {"Authorization": f"Bearer {_token()}"}
+    assert secured.post("/predict", json=record(dataset), headers=headers).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("claims", "key", "message"),
+    [
+        ({"exp": time.time() - 5}, JWT_SECRET, "the token has expired"),
+        ({"aud": "someone-else"}, JWT_SECRET, "the token is not for this audience"),
+        ({"iss": "https://evil.example"}, JWT_SECRET, "the token is from another issuer"),
+        ({}, "another-secret-of-sufficient-length!!", "the token is not valid"),
+        ({"exp": None}, JWT_SECRET, "the token is not valid"),
+    ],
+    ids=["expired", "wrong audience", "wrong issuer", "bad signature", "no expiry"],
+)
+def test_bad_jwts_are_401(
+    secured: TestClient, dataset: pd.DataFrame, claims: dict, key: str, message: str
+) -> None:
+    response = secured.post(
+        "/predict", json=record(dataset), headers={"Authorization": f"Bearer {_token(key, **claims)}"}
+    )
+    assert response.status_code == 401
+    assert response.json()["message"] == message
+
+
+def test_a_jwt_without_the_scope_is_403(secured: TestClient) -> None:
+    response = secured.post("/model/reload", headers={"Authorization": f"Bearer {_token(scope='predict')}"})
+    assert response.status_code == 403
+    admin = secured.post(
+        "/model/reload", headers={"Authorization": f"Bearer {_token(scp=['admin'], scope=None)}"}
+    )
+    assert admin.status_code == 200
+
+
+def test_rs256_tokens_verify_with_the_public_key(
+    settings: ServerSettings, loaded_champion: LoadedModel, dataset: pd.DataFrame
+) -> None:
+    rs = {"jwt_algorithm": "RS256", "jwt_key": RSA_PUBLIC, "jwt_issuer": ISSUER, "jwt_audience": AUDIENCE}
+    with _client(settings, loaded_champion, **rs) as client:
+        token = _token(RSA_KEY, algorithm="RS256")
+        assert (
+            client.post(
+                "/predict", json=record(dataset), headers={"Authorization": f"Bearer {token}"}
+            ).status_code
+            == 200
+        )
+        forged = _token(JWT_SECRET, algorithm="HS256")  # an HS256 token "signed" with a guessable key
+        assert (
+            client.post(
+                "/predict", json=record(dataset), headers={"Authorization": f"Bearer {forged}"}
+            ).status_code
+            == 401
+        )
+
+
+def test_keys_and_tokens_are_never_logged(
+    secured: TestClient, dataset: pd.DataFrame, caplog: pytest.LogCaptureFixture
+) -> None:
+    token = _token()
+    with caplog.at_level(logging.DEBUG):
+        secured.post("/predict", json=record(dataset), headers={"X-API-Key": READER_KEY})
+        secured.post("/predict", json=record(dataset), headers={"X-API-Key": "wrong-" + OPS_KEY})
+        secured.post("/predict", json=record(dataset), headers={"Authorization": f"Bearer {token}"})
+    assert READER_KEY not in caplog.text
+    assert OPS_KEY not in caplog.text
+    assert token not in caplog.text
+
+
+def test_api_key_configuration_holds_digests_only() -> None:
+    with pytest.raises(ValueError, match="never the key itself"):
+        parse_api_keys(f"reader:{READER_KEY}:predict")
+    with pytest.raises(ValueError, match="unknown scopes"):
+        parse_api_keys(f"reader:{digest(READER_KEY)}:predict+root")
+    assert (
+        parse_api_keys(f"# comment\nreader:{digest(READER_KEY)}:predict")[digest(READER_KEY)].name == "reader"
+    )
+
+
+def test_auth_without_credentials_configured_is_refused_at_start() -> None:
+    with pytest.raises(ValueError, match="AUTH_ENABLED needs API_KEYS"):
+        ServerSettings(auth_enabled=True)
