@@ -1,0 +1,69 @@
+"""A test's own load balancer: round-robin over backends that are in rotation, like a Service
+that only routes to ready pods. Taking a backend out of rotation before stopping it is what a
+Kubernetes preStop pause plus readiness achieves."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+
+import httpx
+
+
+class RoundRobin:
+    def __init__(self) -> None:
+        self._backends: list[str] = []
+        self._lock = threading.Lock()
+        self._turn = itertools.count()
+        self.forwarded: dict[str, int] = {}
+        balancer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+                body = self.rfile.read(int(self.headers.get("content-length", 0)))
+                backend = balancer._next()
+                with httpx.Client(timeout=30) as client:
+                    upstream = client.post(
+                        f"{backend}{self.path}",
+                        content=body,
+                        headers={"content-type": self.headers["content-type"]},
+                    )
+                with balancer._lock:
+                    balancer.forwarded[backend] = balancer.forwarded.get(backend, 0) + 1
+                self.send_response(upstream.status_code)
+                self.send_header("content-type", upstream.headers.get("content-type", "application/json"))
+                self.send_header("content-length", str(len(upstream.content)))
+                self.end_headers()
+                self.wfile.write(upstream.content)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def _next(self) -> str:
+        with self._lock:
+            return self._backends[next(self._turn) % len(self._backends)]
+
+    def add(self, backend: str) -> None:
+        with self._lock:
+            self._backends.append(backend)
+
+    def remove(self, backend: str) -> None:
+        with self._lock:
+            self._backends.remove(backend)
+
+    def __enter__(self) -> RoundRobin:
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self._server.shutdown()
+        self._server.server_close()
