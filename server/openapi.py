@@ -11,6 +11,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
+from server.codecs.records import FEATURE_LIMIT
 from server.loaded_model import LoadedModel
 from server.schemas import ErrorBody
 
@@ -18,24 +19,36 @@ PREDICT_REQUEST = "PredictRequest"
 BATCH_REQUEST = "BatchPredictRequest"
 INVOCATIONS_REQUEST = "InvocationsRequest"
 
-ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorBody, "description": description}
-    for status, description in {
-        400: "Malformed request (not JSON, wrong layout)",
-        413: "Body larger than MAX_BODY_BYTES",
-        415: "Unsupported content type",
-        422: "Input breaks the model's signature; `details` name each field and record",
-        503: "No model loaded yet",
-    }.items()
+_ERROR_DESCRIPTIONS = {
+    400: "Malformed request (not JSON, wrong layout)",
+    401: "No credential, or an invalid one (with AUTH_ENABLED)",
+    403: "The credential lacks the route's scope",
+    404: "Not found",
+    413: "Body larger than MAX_BODY_BYTES",
+    415: "Unsupported content type",
+    422: "Input breaks the model's signature; `details` name each field and record",
+    429: "Rate limit reached; see Retry-After",
+    503: "No model loaded yet, or at capacity (see Retry-After)",
+    504: "No answer within REQUEST_TIMEOUT_SECONDS",
 }
 
 
-def request_body(component: str, *, csv: bool = False) -> dict[str, Any]:
-    """`openapi_extra` pointing a route's request body at a signature-derived component."""
-    content: dict[str, Any] = {"application/json": {"schema": {"$ref": f"#/components/schemas/{component}"}}}
-    if csv:
-        content["text/csv"] = {"schema": {"type": "string"}}
-        content["application/vnd.apache.parquet"] = {"schema": {"type": "string", "format": "binary"}}
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for the error statuses a route can answer, all with the error body."""
+    return {status: {"model": ErrorBody, "description": _ERROR_DESCRIPTIONS[status]} for status in statuses}
+
+
+PREDICTION_ERRORS = error_responses(400, 401, 403, 413, 415, 422, 429, 503, 504)
+READ_ERRORS = error_responses(401, 403, 429, 503)
+
+
+def request_body(component: str) -> dict[str, Any]:
+    """`openapi_extra` pointing a route's JSON request body at a signature-derived component.
+
+    /invocations also takes CSV and Parquet; its description says so, but its schema does not:
+    "any string" would promise that any string is accepted, and the property-based tests hold
+    the document to its promises."""
+    content = {"application/json": {"schema": {"$ref": f"#/components/schemas/{component}"}}}
     return {"requestBody": {"required": True, "content": content}}
 
 
@@ -50,7 +63,10 @@ def _record_schema(model: LoadedModel | None) -> dict[str, Any]:
     schema: dict[str, Any] = {
         "type": "object",
         "description": "One record: every feature of the model's signature, each a finite number.",
-        "properties": {f.name: {"type": "number", "format": f.type} for f in model.features},
+        "properties": {
+            f.name: {"type": "number", "format": f.type, "minimum": -FEATURE_LIMIT, "maximum": FEATURE_LIMIT}
+            for f in model.features
+        },
         "required": [f.name for f in model.features if f.required],
         "additionalProperties": False,
     }
@@ -85,12 +101,16 @@ def _components(model: LoadedModel | None, max_batch_size: int) -> dict[str, Any
                     },
                     "required": ["data"],
                 },
-                "dataframe_records": {"type": "array", "items": record_ref},
-                "instances": {"type": "array", "items": record_ref},
-                "inputs": {"oneOf": [{"type": "array", "items": record_ref}, {"type": "object"}]},
+                "dataframe_records": {"type": "array", "items": record_ref, "minItems": 1},
+                "instances": {"type": "array", "items": record_ref, "minItems": 1},
+                "inputs": {
+                    "oneOf": [{"type": "array", "items": record_ref, "minItems": 1}, {"type": "object"}]
+                },
                 "params": {"type": "object"},
             },
             "minProperties": 1,
+            # The unified LLM keys make MLflow read the body another way, which this model refuses.
+            "not": {"anyOf": [{"required": [key]} for key in ("messages", "prompt", "input")]},
         },
     }
 

@@ -5,17 +5,17 @@ a `Problem` naming the field (and the record index in a batch); every problem in
 reported, up to `MAX_PROBLEMS`, so a client can fix them all at once.
 
 Two readers give one verdict. msgspec decodes a clean body straight into typed records, in C;
-it accepts only what the rules accept (numbers, no booleans, no NaN or infinities, no missing
-or unknown fields). Whatever it refuses is read again with orjson and checked field by field
-here, which accepts what the rules allow and msgspec does not (integers too large for it) and
-names every problem in what they refuse.
+it accepts only what the rules accept (numbers within ±1e100, no booleans, no NaN or
+infinities, no missing or unknown fields). Whatever it refuses is read again with orjson and
+checked field by field here, which accepts what the rules allow and msgspec does not
+(integers too large for it) and names every problem in what they refuse.
 """
 
 from __future__ import annotations
 
 import math
 from itertools import chain
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 import numpy as np
@@ -25,6 +25,10 @@ from server.codecs import json_text
 from server.errors import InvalidInput, Problem
 
 MAX_PROBLEMS = 50
+# No measurement lies beyond 1e100; values that do can overflow a model's arithmetic into answers
+# that are not numbers, so the strict routes refuse them by name (and document the range).
+FEATURE_LIMIT = 1e100
+OUT_OF_RANGE = f"must lie between {-FEATURE_LIMIT:g} and {FEATURE_LIMIT:g}"
 
 _JSON_TYPE_NAMES = {
     str: "a string",
@@ -38,14 +42,17 @@ _JSON_TYPE_NAMES = {
 def _value_problem(value: Any) -> str | None:
     """Why `value` is not an acceptable feature value, or None when it is."""
     kind = type(value)
-    if kind is float:
-        return None if math.isfinite(value) else "must be a finite number"
-    if kind is int:
-        try:
-            return None if math.isfinite(float(value)) else "must be a finite number"
-        except OverflowError:
-            return "must be a finite number (it overflows a double)"
-    return f"must be a number, not {_JSON_TYPE_NAMES.get(kind, kind.__name__)}"
+    if kind not in (float, int):
+        return f"must be a number, not {_JSON_TYPE_NAMES.get(kind, kind.__name__)}"
+    try:
+        number = float(value)
+    except OverflowError:
+        return "must be a finite number (it overflows a double)"
+    if not math.isfinite(number):
+        return "must be a finite number"
+    if abs(number) > FEATURE_LIMIT:
+        return OUT_OF_RANGE
+    return None
 
 
 class RecordCodec:
@@ -54,8 +61,9 @@ class RecordCodec:
     def __init__(self, feature_names: tuple[str, ...]) -> None:
         self.feature_names = feature_names
         self._expected = frozenset(feature_names)
+        bounded = Annotated[float, msgspec.Meta(ge=-FEATURE_LIMIT, le=FEATURE_LIMIT)]
         record = msgspec.defstruct(
-            "Record", [(name, float) for name in feature_names], forbid_unknown_fields=True
+            "Record", [(name, bounded) for name in feature_names], forbid_unknown_fields=True
         )
         batch = msgspec.defstruct("Batch", [("records", list[record])], forbid_unknown_fields=True)
         self._decode_record = msgspec.json.Decoder(record).decode
@@ -142,13 +150,10 @@ def _check_count(count: int, max_batch_size: int) -> None:
 def _checked(value: Any) -> float:
     """`value` as a float when it is an acceptable number; raises otherwise."""
     kind = type(value)
-    if kind is float:
-        if math.isfinite(value):
-            return value
-    elif kind is int:
-        converted = float(value)
-        if math.isfinite(converted):
-            return converted
+    if kind is float or kind is int:
+        number = float(value)
+        if -FEATURE_LIMIT <= number <= FEATURE_LIMIT:  # NaN fails both comparisons
+            return number
     raise ValueError
 
 

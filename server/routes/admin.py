@@ -12,7 +12,7 @@ from server.codecs.body import read_body
 from server.dependencies import ServicesDep
 from server.errors import ServingError
 from server.loading import one_line
-from server.openapi import ERROR_RESPONSES
+from server.openapi import READ_ERRORS, error_responses
 from server.schemas import ReloadResponse, VersionsResponse, WebhookResponse
 from server.webhooks import WebhookRejected, alias_event
 
@@ -45,7 +45,7 @@ class RegistryUnavailable(ServingError):
     "/webhooks/mlflow",
     response_model=WebhookResponse,
     summary="Receive MLflow's model_version_alias webhook deliveries",
-    responses={401: ERROR_RESPONSES[400] | {"description": "Bad signature or stale delivery"}},
+    responses=error_responses(401, 403, 413),
 )
 async def mlflow_webhook(request: Request, services: ServicesDep) -> JSONResponse:
     verifier = services.webhook_verifier
@@ -68,7 +68,12 @@ async def mlflow_webhook(request: Request, services: ServicesDep) -> JSONRespons
     )
 
 
-@router.post("/model/reload", response_model=ReloadResponse, summary="Check the registry now (admin)")
+@router.post(
+    "/model/reload",
+    response_model=ReloadResponse,
+    summary="Check the registry now (admin)",
+    responses=error_responses(401, 403, 429),
+)
 async def reload_model(services: ServicesDep) -> ReloadResponse:
     outcome = await services.follower.check()
     return ReloadResponse(
@@ -81,7 +86,10 @@ async def reload_model(services: ServicesDep) -> ReloadResponse:
 
 
 @router.get(
-    "/model/versions", response_model=VersionsResponse, summary="The registry's versions of this model"
+    "/model/versions",
+    response_model=VersionsResponse,
+    summary="The registry's versions of this model",
+    responses=READ_ERRORS | error_responses(404),
 )
 async def versions(services: ServicesDep) -> VersionsResponse:
     model = services.store.peek()

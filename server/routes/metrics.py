@@ -6,12 +6,22 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 
 from server.dependencies import ServicesDep
+from server.openapi import error_responses
 
 router = APIRouter(tags=["monitoring"])
 
 
-@router.get("/metrics", summary="Prometheus metrics")
-@router.get("/prometheus-metrics", summary="Prometheus metrics (the seed's path)")
+_TEXT = {
+    200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "Prometheus text format"}
+}
+
+
+@router.get("/metrics", summary="Prometheus metrics", responses=_TEXT | error_responses(401, 403))
+@router.get(
+    "/prometheus-metrics",
+    summary="Prometheus metrics (the seed's path)",
+    responses=_TEXT | error_responses(401, 403),
+)
 async def prometheus_metrics(services: ServicesDep) -> Response:
     exposition = services.exposition
     return Response(exposition.render(), media_type=exposition.content_type)

@@ -8,7 +8,7 @@ from fastapi import APIRouter
 
 from server.dependencies import ServicesDep
 from server.loaded_model import LoadedModel
-from server.openapi import ERROR_RESPONSES
+from server.openapi import READ_ERRORS
 from server.routes.health import reload_error_body
 from server.schemas import ClassBody, FeatureBody, FeaturesResponse, ModelMetadata
 
@@ -31,7 +31,7 @@ def _classes(model: LoadedModel) -> list[ClassBody] | None:
     ]
 
 
-@router.get("/metadata", response_model=ModelMetadata, responses={503: ERROR_RESPONSES[503]})
+@router.get("/metadata", response_model=ModelMetadata, responses=READ_ERRORS)
 async def metadata(services: ServicesDep) -> ModelMetadata:
     model = services.store.current
     source = model.source
@@ -52,7 +52,7 @@ async def metadata(services: ServicesDep) -> ModelMetadata:
     )
 
 
-@router.get("/features", response_model=FeaturesResponse, responses={503: ERROR_RESPONSES[503]})
+@router.get("/features", response_model=FeaturesResponse, responses=READ_ERRORS)
 async def features(services: ServicesDep) -> FeaturesResponse:
     model = services.store.current
     specs = model.features or ()

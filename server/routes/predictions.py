@@ -8,16 +8,19 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from model_wrapper import Prediction
 from server.codecs.body import read_body, require_json
 from server.codecs.per_model import prediction_encoder, record_codec
+from server.codecs.records import MAX_PROBLEMS
 from server.codecs.responses import generic_body
 from server.dependencies import services_of
+from server.errors import InvalidInput, Problem
 from server.loaded_model import LoadedModel
-from server.openapi import BATCH_REQUEST, ERROR_RESPONSES, PREDICT_REQUEST, request_body
+from server.openapi import BATCH_REQUEST, PREDICT_REQUEST, PREDICTION_ERRORS, request_body
 from server.schemas import BatchPredictResponse, PredictResponse
 
 router = APIRouter(tags=["predictions"])
@@ -30,9 +33,22 @@ async def _json_body(request: Request, limit: int) -> bytes:
     return await read_body(request, limit)
 
 
+def _refuse_unscorable(prediction: Prediction, *, single: bool) -> None:
+    """Finite inputs far outside the training range can make the model's arithmetic overflow into
+    probabilities that are not numbers; the strict routes say which records, rather than answer."""
+    finite = np.isfinite(prediction.probabilities).all(axis=1)
+    if finite.all():
+        return
+    problem = "the model cannot score this record: its values lie too far outside the range it was trained on"
+    bad = np.flatnonzero(~finite).tolist()
+    problems = [Problem(problem, index=None if single else int(i)) for i in bad]
+    raise InvalidInput.from_problems(problems[:MAX_PROBLEMS], total=len(problems))
+
+
 def _respond(model: LoadedModel, result: Prediction | list[Any], *, single: bool) -> Response:
     version = model.source.version
     if isinstance(result, Prediction):
+        _refuse_unscorable(result, single=single)
         encoder = prediction_encoder(model)
         content = encoder.single(result, version) if single else encoder.batch(result, version)
     else:
@@ -45,7 +61,7 @@ def _respond(model: LoadedModel, result: Prediction | list[Any], *, single: bool
     "/predict",
     summary="Predict one record",
     response_model=PredictResponse,
-    responses=ERROR_RESPONSES,
+    responses=PREDICTION_ERRORS,
     openapi_extra=request_body(PREDICT_REQUEST),
 )
 async def predict(request: Request) -> Response:
@@ -60,7 +76,7 @@ async def predict(request: Request) -> Response:
     "/batch-predict",
     summary="Predict up to MAX_BATCH_SIZE records",
     response_model=BatchPredictResponse,
-    responses=ERROR_RESPONSES,
+    responses=PREDICTION_ERRORS,
     openapi_extra=request_body(BATCH_REQUEST),
 )
 async def batch_predict(request: Request) -> Response:

@@ -130,6 +130,13 @@ DEVIATIONS: dict[str, int] = {
 }
 
 
+def not_a_number_cases(rows: pd.DataFrame) -> Iterator[Case]:
+    """Finite values so extreme the model's answer is NaN: MLflow writes the literal `NaN`."""
+    extreme = rows.head(2).assign(feature_7=-1.7976931348623155e308, feature_26=-1.7976931348623157e308)
+    yield "split extreme values", JSON, _j({"dataframe_split": _split(extreme)})
+    yield "records extreme values", JSON, _j({"dataframe_records": extreme.to_dict(orient="records")})
+
+
 def deviation_cases(rows: pd.DataFrame) -> Iterator[Case]:
     yield "no content type", None, _j({"dataframe_split": _split(rows.head(1))})
     yield "deep nesting", JSON, b'{"inputs": ' + b"[" * 5000 + b"]" * 5000 + b"}"

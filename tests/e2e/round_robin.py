@@ -23,7 +23,7 @@ class RoundRobin:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
-            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length", 0)))
                 backend = balancer._next()
                 with httpx.Client(timeout=30) as client:

@@ -19,6 +19,7 @@ from tests.e2e.invocation_corpus import (
     Case,
     deviation_cases,
     invalid_cases,
+    not_a_number_cases,
     valid_cases,
 )
 
@@ -38,6 +39,7 @@ def _ids(cases: list[Case]) -> list[str]:
 VALID = list(valid_cases(ROWS))
 INVALID = list(invalid_cases(ROWS))
 DEVIATING = list(deviation_cases(ROWS))
+NOT_A_NUMBER = list(not_a_number_cases(ROWS))
 
 
 @pytest.mark.parametrize("case", VALID, ids=_ids(VALID))
@@ -68,6 +70,17 @@ def test_rejected_request_gets_mlflows_status_without_trace_or_data(
     assert SECRET not in ours.text
     if theirs.headers["content-type"].startswith("application/json"):
         assert body["error_code"] == theirs.json()["error_code"]
+
+
+@pytest.mark.parametrize("case", NOT_A_NUMBER, ids=_ids(NOT_A_NUMBER))
+def test_answers_that_are_not_numbers_are_written_as_mlflow_writes_them(
+    case: Case, api_server: ServerProcess, mlflow_scoring: ServerProcess
+) -> None:
+    theirs = _post(mlflow_scoring.url, case)
+    ours = _post(api_server.url, case)
+    assert (ours.status_code, theirs.status_code) == (200, 200)
+    assert "NaN" in theirs.text
+    assert ours.text == theirs.text  # NaN != NaN, so the bytes are compared
 
 
 @pytest.mark.parametrize("case", DEVIATING, ids=_ids(DEVIATING))

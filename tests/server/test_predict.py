@@ -177,3 +177,35 @@ def test_chunked_body_over_the_limit_is_413(app, client: TestClient) -> None:
 
     response = client.post("/predict", content=chunks(), headers=JSON_HEADERS)
     assert response.status_code == 413
+
+
+def test_values_beyond_the_documented_range_are_named(client: TestClient, dataset: pd.DataFrame) -> None:
+    body = {**record(dataset), "feature_7": -1.7976931348623155e308, "feature_26": 1e101}
+    response = client.post("/predict", json=body)
+    assert response.status_code == 422
+    assert response.json()["details"] == [
+        {"field": "feature_7", "message": "must lie between -1e+100 and 1e+100"},
+        {"field": "feature_26", "message": "must lie between -1e+100 and 1e+100"},
+    ]
+    assert client.post("/predict", json={**record(dataset), "feature_7": -1e100}).status_code == 200
+
+
+def test_answers_that_are_not_numbers_are_refused_by_record(
+    client: TestClient, dataset: pd.DataFrame, loaded_champion: LoadedModel, monkeypatch
+) -> None:
+    honest = loaded_champion.fast.predict_array
+
+    def overflowing(features):
+        prediction = honest(features)
+        prediction.probabilities[1] = np.nan
+        return prediction
+
+    monkeypatch.setattr(loaded_champion.fast, "predict_array", overflowing)
+    response = client.post("/batch-predict", json={"records": [record(dataset, 0), record(dataset, 1)]})
+    assert response.status_code == 422
+    assert response.json()["details"] == [
+        {
+            "index": 1,
+            "message": "the model cannot score this record: its values lie too far outside the range it was trained on",
+        }
+    ]
