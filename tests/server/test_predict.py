@@ -206,6 +206,7 @@ def test_answers_that_are_not_numbers_are_refused_by_record(
     assert response.json()["details"] == [
         {
             "index": 1,
-            "message": "the model cannot score this record: its values lie too far outside the range it was trained on",
+            "message": "the model cannot score this record: "
+            "its values lie too far outside the range it was trained on",
         }
     ]
