@@ -49,7 +49,7 @@ class Principal:
 
 
 def digest(key: str) -> str:
-    """The SHA-256 hex digest API_KEYS holds for `key` (`python -m server.auth KEY` prints it)."""
+    """The SHA-256 hex digest API_KEYS holds for `key` (`printf %s KEY | python -m server.auth`)."""
     return hashlib.sha256(key.encode()).hexdigest()
 
 
@@ -165,5 +165,5 @@ def build_authenticator(
 if __name__ == "__main__":
     import sys
 
-    for argument in sys.argv[1:]:
-        print(digest(argument))
+    # The key comes on standard input, so it never lands in shell history or a process listing.
+    print(digest(sys.stdin.read().strip()))

@@ -13,6 +13,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MIB = 1024 * 1024
 PLACEHOLDER = "change-me"
+# sha256("change-me-api-key"): the example key in .env.example and k8s/secrets.yaml.
+PLACEHOLDER_KEY_DIGEST = "484857e0d4a4490864c93593fdaf3e5cd43777320992bf42db949c6ec571dd25"
 
 
 class ServerSettings(BaseSettings):
