@@ -34,11 +34,23 @@ def require_wrk() -> str:
     return path
 
 
-def run_wrk(url: str, body: Path, *, seconds: float, connections: int, content_type: str) -> LoadResult:
-    """`wrk -t1 -cN -dS` POSTing `body` to `url`."""
+def run_wrk(
+    url: str, body: Path, *, seconds: float, connections: int, content_type: str, threads: int = 1
+) -> LoadResult:
+    """`wrk -tT -cN -dS` POSTing `body` to `url`."""
     env = {**os.environ, "BENCH_BODY": str(body), "BENCH_CONTENT_TYPE": content_type}
     duration = f"-d{max(1, round(seconds))}s"  # wrk takes whole seconds
-    command = [require_wrk(), "-t1", f"-c{connections}", duration, "--timeout", "10s", "-s", str(SCRIPT), url]
+    command = [
+        require_wrk(),
+        f"-t{threads}",
+        f"-c{connections}",
+        duration,
+        "--timeout",
+        "10s",
+        "-s",
+        str(SCRIPT),
+        url,
+    ]
     output = subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout
     line = next(line for line in output.splitlines() if line.startswith("BENCH_RESULT "))
     raw = json.loads(line.removeprefix("BENCH_RESULT "))

@@ -9,24 +9,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import math
-import time
 from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from importlib import metadata
 
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
-from server import metrics
-from server.auth import Authenticator, build_authenticator
-from server.batching import AdaptiveBatcher
-from server.dependencies import Services
 from server.error_handlers import EXCEPTION_HANDLERS
 from server.fast_lane import ServingApp
-from server.follower import AliasFollower
-from server.inference import Inference
 from server.loaded_model import LoadedModel
 from server.loading import ModelLoader, load_with_retry
 from server.logging_setup import configure_logging
@@ -34,39 +25,15 @@ from server.middleware_stack import build_stack, wrap
 from server.mlflow_env import apply_mlflow_client_settings
 from server.model_store import ModelStore
 from server.openapi import OpenApiBuilder
-from server.rate_limit import Limiter, LocalTokenBuckets, RedisTokenBuckets
-from server.reloader import Reloader
 from server.routes import admin, health, invocations, model_info, predictions
 from server.routes import metrics as metrics_routes
+from server.services import build_services
 from server.settings import ServerSettings
-from server.webhooks import DeliveryVerifier
 
 DESCRIPTION = (
     "Serves an MLflow pyfunc model from the model registry: strict JSON prediction endpoints, "
     "MLflow's `/invocations` protocol, health checks and Prometheus metrics."
 )
-
-
-def authenticator_from(settings: ServerSettings) -> Authenticator:
-    return build_authenticator(
-        settings.api_keys.get_secret_value() if settings.api_keys else None,
-        settings.api_keys_file,
-        settings.jwt_algorithm,
-        settings.jwt_key.get_secret_value() if settings.jwt_key else None,
-        settings.jwt_key_file,
-        settings.jwt_issuer,
-        settings.jwt_audience,
-    )
-
-
-def limiter_from(settings: ServerSettings) -> Limiter | None:
-    rate = settings.rate_limit_per_second
-    if rate <= 0:
-        return None
-    burst = settings.rate_limit_burst or max(1, math.ceil(rate))
-    if settings.rate_limit_redis_url:
-        return RedisTokenBuckets(settings.rate_limit_redis_url, rate, burst)
-    return LocalTokenBuckets(rate, burst)
 
 
 def freeze_startup_objects() -> None:
@@ -88,57 +55,16 @@ def create_app(settings: ServerSettings, *, store: ModelStore | None = None) -> 
     """The application. Pass a `store` holding a model to skip loading at start-up (the caller
     then owns the store and closes it)."""
     apply_mlflow_client_settings(settings)
-    started_at = time.time()
     owns_store = store is None
     store = store if store is not None else ModelStore()
-    inference_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
-    batcher = AdaptiveBatcher(
-        inference_thread,
-        max_rows=settings.batch_max_rows,
-        max_wait=settings.batch_max_wait_ms / 1000,
-        inline_budget=settings.inline_budget_us / 1e6,
-    )
-    loader = ModelLoader(settings.mlflow_tracking_uri)
-    loader_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model-loader")
-    reloader = Reloader(
-        store,
-        loader,
-        loader_thread,
-        allow_signature_change=settings.allow_signature_change,
-        deployment_name=settings.deployment_name,
-        tag_live_version=settings.tag_live_version,
-    )
-    secret = settings.mlflow_webhook_secret
-    authenticator = authenticator_from(settings) if settings.auth_enabled else None
-    limiter = limiter_from(settings)
-    services = Services(
-        settings=settings,
-        store=store,
-        loader=loader,
-        inference=Inference(batcher),
-        exposition=metrics.Exposition(started_at, settings.prometheus_multiproc_dir),
-        reloader=reloader,
-        follower=AliasFollower(
-            settings.model_uri,
-            store,
-            loader,
-            reloader,
-            loader_thread,
-            poll_seconds=settings.model_poll_seconds,
-            signal_path=settings.reload_signal_path,
-        ),
-        webhook_verifier=DeliveryVerifier(secret.get_secret_value(), settings.webhook_max_age_seconds)
-        if secret is not None
-        else None,
-        started_at=started_at,
-    )
+    services = build_services(settings, store)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         if not store.loaded:
             store.swap(await run_in_threadpool(load_initial_model, settings, services.loader))
         freeze_startup_objects()
-        reloader.announce(store.current)
+        services.reloader.announce(store.current)
         following = asyncio.get_running_loop().create_task(services.follower.run(), name="alias-follower")
         try:
             yield
@@ -146,10 +72,7 @@ def create_app(settings: ServerSettings, *, store: ModelStore | None = None) -> 
             following.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await following
-            loader_thread.shutdown(wait=False, cancel_futures=True)
-            inference_thread.shutdown(wait=True, cancel_futures=True)
-            if isinstance(limiter, RedisTokenBuckets):
-                await limiter.close()
+            await services.close()
             if owns_store:
                 store.close()
 
@@ -174,7 +97,7 @@ def create_app(settings: ServerSettings, *, store: ModelStore | None = None) -> 
         metrics_routes.router,
     ):
         app.include_router(router)
-    stack = build_stack(settings, authenticator, limiter)
+    stack = build_stack(settings, services.authenticator, services.limiter)
     for middleware in reversed(stack):  # add_middleware puts the last one added outermost
         app.add_middleware(middleware.cls, *middleware.args, **middleware.kwargs)
     app.install_fast_lane(

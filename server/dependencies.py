@@ -1,35 +1,12 @@
-"""The objects routes need, built once by `create_app` and handed to routes by FastAPI."""
+"""How routes reach the app's `Services`: directly on hot routes, through `Depends` elsewhere."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
 
-from server.follower import AliasFollower
-from server.inference import Inference
-from server.loading import ModelLoader
-from server.metrics import Exposition
-from server.model_store import ModelStore
-from server.reloader import Reloader
-from server.settings import ServerSettings
-from server.webhooks import DeliveryVerifier
-
-
-@dataclass
-class Services:
-    """Everything a request may touch: settings, the served model, inference, metrics, reloads."""
-
-    settings: ServerSettings
-    store: ModelStore
-    loader: ModelLoader
-    inference: Inference
-    exposition: Exposition
-    reloader: Reloader
-    follower: AliasFollower
-    webhook_verifier: DeliveryVerifier | None
-    started_at: float
+from server.services import Services
 
 
 def services_of(request: Request) -> Services:

@@ -13,21 +13,12 @@ from mlflow import MlflowClient
 from registry_scripts.processes import api_process
 from registry_scripts.tracking_server import TrackingServer
 from tests.e2e.load import BackgroundLoad
-from tests.helpers import run_ok
+from tests.helpers import run_ok, wait_for
 from tests.registry import FEATURES, register_29_features, register_ours
 from tests.server.metrics_text import sample
 
 ROW = {k: float(v) for k, v in FEATURES.iloc[0].items()}
 SECRET = "e2e-webhook-secret"
-
-
-def _wait(condition, timeout: float, what: str) -> float:
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        if condition():
-            return time.monotonic() - started
-        time.sleep(0.05)
-    raise AssertionError(f"{what} not reached within {timeout} s")
 
 
 def _served(url: str) -> str | None:
@@ -53,12 +44,12 @@ def test_promotions_under_load_lose_no_request(
         time.sleep(1)
         run_ok("registry_scripts.promote", "2", env=env)  # the data scientist's script
         promoted = time.monotonic()
-        _wait(lambda: load.first_seen("2") is not None, 30, "version 2 answering")
+        wait_for(lambda: load.first_seen("2") is not None, 30, "version 2 answering")
         assert load.first_seen("2") - promoted < 0.5 + 5  # poll interval + load time
         client_mlflow.set_registered_model_alias(model_name, "champion", "3")  # the MLflow UI
-        _wait(lambda: load.first_seen("3") is not None, 30, "version 3 answering")
+        wait_for(lambda: load.first_seen("3") is not None, 30, "version 3 answering")
         run_ok("registry_scripts.promote", "--rollback", env=env)
-        _wait(lambda: _served(api.url) == "2", 30, "rolled back to version 2")
+        wait_for(lambda: _served(api.url) == "2", 30, "rolled back to version 2")
         time.sleep(0.5)
     assert load.errors == []
     assert set(load.statuses) == {200}, load.statuses
@@ -74,7 +65,9 @@ def test_a_29_feature_promotion_is_refused_while_serving_goes_on(
     register_29_features(model_name)
     with api_process(base_env, tmp_path / "api.log", **settings) as api, BackgroundLoad(api.url, ROW) as load:
         client_mlflow.set_registered_model_alias(model_name, "champion", "2")
-        _wait(lambda: httpx.get(f"{api.url}/health").json()["last_reload_error"] is not None, 30, "refusal")
+        wait_for(
+            lambda: httpx.get(f"{api.url}/health").json()["last_reload_error"] is not None, 30, "refusal"
+        )
         time.sleep(0.5)
     assert set(load.statuses) == {200}
     assert {v for _, v in load.versions} == {"1"}
@@ -103,7 +96,7 @@ def test_mlflow_delivers_a_webhook_and_the_swap_is_immediate(
         try:
             time.sleep(1.5)  # MLflow's webhook cache (MLFLOW_WEBHOOK_CACHE_TTL=1 in the test registry)
             client_mlflow.set_registered_model_alias(model_name, "champion", "2")
-            seconds = _wait(lambda: _served(api.url) == "2", 15, "version 2 served")
+            seconds = wait_for(lambda: _served(api.url) == "2", 15, "version 2 served")
             assert seconds < 5  # no polling at all: only the delivery can have done it
             assert "delivery refused" not in api.log()
         finally:
@@ -126,7 +119,7 @@ def test_a_registry_that_goes_away_never_takes_the_model_down(
             BackgroundLoad(api.url, ROW, threads=4) as load,
         ):
             registry.stop()
-            _wait(
+            wait_for(
                 lambda: httpx.get(f"{api.url}/health").json()["registry"]["reachable"] is False,
                 30,
                 "unreachable",
@@ -138,7 +131,7 @@ def test_a_registry_that_goes_away_never_takes_the_model_down(
             assert sample(httpx.get(f"{api.url}/metrics").text, "registry_reachable") == 0
             time.sleep(1.5)
             registry.start()
-            _wait(
+            wait_for(
                 lambda: httpx.get(f"{api.url}/health").json()["registry"]["reachable"] is True,
                 90,
                 "reachable",
@@ -167,4 +160,4 @@ def test_two_workers_converge_on_the_promoted_version(
             }
             return len(live) == 2
 
-        _wait(both_on_two, 30, "both workers on version 2")
+        wait_for(both_on_two, 30, "both workers on version 2")

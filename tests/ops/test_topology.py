@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +17,7 @@ import pytest
 import yaml
 
 from registry_scripts.processes import VENV_BIN, ServerProcess, free_port
+from tests.helpers import wait_for
 from tests.ops.tools import ROOT, tool
 from tests.registry import FEATURES
 
@@ -72,15 +72,6 @@ def _query(prometheus: str, expression: str) -> list[dict]:
     return body["data"]["result"]
 
 
-def _wait(condition, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"{what} not reached within {timeout} s")
-
-
 def test_the_compose_topology_runs_end_to_end(database: str, tmp_path: Path) -> None:
     mlflow_port, api_port, prometheus_port = free_port(), free_port(), free_port()
     tracking = f"http://127.0.0.1:{mlflow_port}"
@@ -119,8 +110,8 @@ def test_the_compose_topology_runs_end_to_end(database: str, tmp_path: Path) -> 
                 for _ in range(20):
                     assert httpx.post(f"{api.url}/predict", json=ROW).status_code == 200
                 up = 'up{job="registry-serve-api"}'
-                _wait(lambda: [r["value"][1] for r in _query(prom.url, up)] == ["1"], 60, "up == 1")
-                _wait(
+                wait_for(lambda: [r["value"][1] for r in _query(prom.url, up)] == ["1"], 60, "up == 1")
+                wait_for(
                     lambda: bool(_query(prom.url, "sum(prediction_requests_total) > 0")),
                     60,
                     "requests counted",

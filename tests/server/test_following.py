@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
@@ -16,20 +16,12 @@ from registry_scripts.tracking_server import TrackingServer
 from server.app import create_app
 from server.settings import ServerSettings
 from server.webhooks import DELIVERY_ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
+from tests.helpers import wait_for
 from tests.registry import FEATURES, register_29_features, register_broken, register_ours
 from tests.server.conftest import record
 from tests.server.metrics_text import sample
 
 SECRET = "following-secret"
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 30, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"{what} not reached within {timeout} s")
 
 
 @pytest.fixture

@@ -1,0 +1,116 @@
+"""Everything a request may touch, built once from the settings, and closed once at shutdown."""
+
+from __future__ import annotations
+
+import math
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from server import metrics
+from server.auth import Authenticator, build_authenticator
+from server.batching import AdaptiveBatcher
+from server.follower import AliasFollower
+from server.inference import Inference
+from server.loading import ModelLoader
+from server.model_store import ModelStore
+from server.rate_limit import Limiter, LocalTokenBuckets, RedisTokenBuckets
+from server.reloader import Reloader
+from server.settings import ServerSettings
+from server.webhooks import DeliveryVerifier
+
+
+@dataclass
+class Services:
+    """The served model and what serves it: inference, reloads, metrics, access control."""
+
+    settings: ServerSettings
+    store: ModelStore
+    loader: ModelLoader
+    inference: Inference
+    exposition: metrics.Exposition
+    reloader: Reloader
+    follower: AliasFollower
+    webhook_verifier: DeliveryVerifier | None
+    authenticator: Authenticator | None
+    limiter: Limiter | None
+    inference_thread: ThreadPoolExecutor
+    loader_thread: ThreadPoolExecutor
+    started_at: float
+
+    async def close(self) -> None:
+        """Stop the threads (waiting for the model call in progress) and the Redis connections."""
+        self.loader_thread.shutdown(wait=False, cancel_futures=True)
+        self.inference_thread.shutdown(wait=True, cancel_futures=True)
+        if isinstance(self.limiter, RedisTokenBuckets):
+            await self.limiter.close()
+
+
+def build_services(settings: ServerSettings, store: ModelStore) -> Services:
+    started_at = time.time()
+    inference_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
+    loader_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model-loader")
+    batcher = AdaptiveBatcher(
+        inference_thread,
+        max_rows=settings.batch_max_rows,
+        max_wait=settings.batch_max_wait_ms / 1000,
+        inline_budget=settings.inline_budget_us / 1e6,
+    )
+    loader = ModelLoader(settings.mlflow_tracking_uri)
+    reloader = Reloader(
+        store,
+        loader,
+        loader_thread,
+        allow_signature_change=settings.allow_signature_change,
+        deployment_name=settings.deployment_name,
+        tag_live_version=settings.tag_live_version,
+    )
+    follower = AliasFollower(
+        settings.model_uri,
+        store,
+        loader,
+        reloader,
+        loader_thread,
+        poll_seconds=settings.model_poll_seconds,
+        signal_path=settings.reload_signal_path,
+    )
+    secret = settings.mlflow_webhook_secret
+    return Services(
+        settings=settings,
+        store=store,
+        loader=loader,
+        inference=Inference(batcher),
+        exposition=metrics.Exposition(started_at, settings.prometheus_multiproc_dir),
+        reloader=reloader,
+        follower=follower,
+        webhook_verifier=(
+            DeliveryVerifier(secret.get_secret_value(), settings.webhook_max_age_seconds) if secret else None
+        ),
+        authenticator=_authenticator(settings) if settings.auth_enabled else None,
+        limiter=_limiter(settings),
+        inference_thread=inference_thread,
+        loader_thread=loader_thread,
+        started_at=started_at,
+    )
+
+
+def _authenticator(settings: ServerSettings) -> Authenticator:
+    return build_authenticator(
+        settings.api_keys.get_secret_value() if settings.api_keys else None,
+        settings.api_keys_file,
+        settings.jwt_algorithm,
+        settings.jwt_key.get_secret_value() if settings.jwt_key else None,
+        settings.jwt_key_file,
+        settings.jwt_issuer,
+        settings.jwt_audience,
+    )
+
+
+def _limiter(settings: ServerSettings) -> Limiter | None:
+    rate = settings.rate_limit_per_second
+    if rate <= 0:
+        return None
+    burst = settings.rate_limit_burst or max(1, math.ceil(rate))
+    if settings.rate_limit_redis_url:
+        return RedisTokenBuckets(settings.rate_limit_redis_url, rate, burst)
+    return LocalTokenBuckets(rate, burst)
