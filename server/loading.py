@@ -13,6 +13,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import joblib
@@ -61,12 +62,13 @@ class ModelLoader:
 
     def __init__(self, tracking_uri: str | None, work_dir: Path | None = None) -> None:
         self._tracking_uri = tracking_uri
-        self._client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
         self._work_dir = work_dir
 
-    @property
+    @cached_property
     def client(self) -> MlflowClient:
-        return self._client
+        """Made on first use: serving MODEL_PATH never touches a registry, and with no tracking
+        URI MLflow's default store is a SQLite file that the API image (mlflow-skinny) lacks."""
+        return MlflowClient(tracking_uri=self._tracking_uri, registry_uri=self._tracking_uri)
 
     def resolve(self, uri: str) -> ModelSource:
         """What `uri` names right now, as a pinned version where it is a registry URI."""
@@ -76,7 +78,7 @@ class ModelLoader:
         if reference.alias is not None:
             version = self.alias_version(reference.name, reference.alias)
         elif reference.version == "latest":
-            versions = self._client.search_model_versions(f"name = '{reference.name}'")
+            versions = self.client.search_model_versions(f"name = '{reference.name}'")
             if not versions:
                 raise ModelLoadError(f"registered model {reference.name!r} has no versions")
             version = str(max(int(v.version) for v in versions))
@@ -86,20 +88,20 @@ class ModelLoader:
 
     def alias_version(self, name: str, alias: str) -> str:
         """The version `alias` points at: one registry call, the whole cost of a poll."""
-        return str(self._client.get_model_version_by_alias(name, alias).version)
+        return str(self.client.get_model_version_by_alias(name, alias).version)
 
     def describe(self, uri: str, name: str, version: str, alias: str | None) -> ModelSource:
         """The registry's facts about one version: run, metrics, where its files are."""
-        registered = self._client.get_model_version(name, version)
+        registered = self.client.get_model_version(name, version)
         run_id = registered.run_id or None
-        metrics = self._client.get_run(run_id).data.metrics if run_id else {}
+        metrics = self.client.get_run(run_id).data.metrics if run_id else {}
         return ModelSource(
             uri=uri,
             name=name,
             version=str(registered.version),
             alias=alias,
             run_id=run_id,
-            download_uri=self._client.get_model_version_download_uri(name, str(registered.version)),
+            download_uri=self.client.get_model_version_download_uri(name, str(registered.version)),
             metrics=dict(metrics),
         )
 

@@ -113,3 +113,15 @@ def test_local_estimator_file_is_served_through_the_wrapper(tmp_path: Path, suff
 def test_missing_local_file_is_a_load_error(tmp_path: Path) -> None:
     with pytest.raises(ModelLoadError, match="does not exist"):
         ModelLoader(None).load_local_estimator(tmp_path / "absent.joblib")
+
+
+def test_serving_a_local_file_never_touches_a_registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The API image has mlflow-skinny, whose default store (a SQLite file) it cannot open."""
+    features, target, _ = load_frame()
+    path = tmp_path / "model.joblib"
+    joblib.dump(build_estimator("logistic_regression", 0).fit(features.to_numpy(), target.to_numpy()), path)
+    monkeypatch.chdir(tmp_path)
+    loader = ModelLoader(None, work_dir=tmp_path)
+    loader.load_local_estimator(path)
+    assert "client" not in vars(loader)
+    assert not (tmp_path / "mlflow.db").exists()
