@@ -115,7 +115,9 @@ def test_missing_local_file_is_a_load_error(tmp_path: Path) -> None:
         ModelLoader(None).load_local_estimator(tmp_path / "absent.joblib")
 
 
-def test_serving_a_local_file_never_touches_a_registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_serving_a_local_file_never_touches_a_registry(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The API image has mlflow-skinny, whose default store (a SQLite file) it cannot open."""
     features, target, _ = load_frame()
     path = tmp_path / "model.joblib"
