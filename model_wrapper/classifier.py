@@ -4,25 +4,33 @@ Two entry points give the same answers:
 - `predict` (MLflow's): a pandas frame in, a frame with the contract's output columns out;
 - `predict_array` (the server's fast path): a float64 array already in feature order in, plain
   arrays out, with no pandas and no schema work, since the caller has validated the input.
+
+A model whose estimator compiles to a linear kernel is logged with that kernel's arrays too
+(`KERNEL_ARTIFACT`); loading it then scores with those and reads the estimator (skops, hence all
+of scikit-learn) only when something asks for `estimator`.
 """
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.pyfunc import PythonModel, PythonModelContext
-from sklearn.base import ClassifierMixin
 
 from model_wrapper.contract import LABEL_COLUMN, PREDICTION_COLUMN, probability_column
 from model_wrapper.description import ModelDescription
 from model_wrapper.estimator_io import load_estimator
-from model_wrapper.kernels import Kernel, compile_kernel
+from model_wrapper.kernels import Kernel, LinearKernel, compile_kernel
+
+if TYPE_CHECKING:
+    from sklearn.base import ClassifierMixin
 
 ESTIMATOR_ARTIFACT = "estimator"
 DESCRIPTION_ARTIFACT = "description"
+KERNEL_ARTIFACT = "kernel"  # optional: a linear kernel's arrays, see `model_wrapper.kernels`
 
 
 class Prediction(NamedTuple):
@@ -38,6 +46,7 @@ class SklearnClassifierModel(PythonModel):
 
     def __init__(self) -> None:
         self._estimator: ClassifierMixin | None = None
+        self._estimator_path: Path | None = None
         self._description: ModelDescription | None = None
         self._kernel: Kernel | None = None
 
@@ -51,10 +60,16 @@ class SklearnClassifierModel(PythonModel):
         return model
 
     def load_context(self, context: PythonModelContext) -> None:
-        self._bind(
-            load_estimator(context.artifacts[ESTIMATOR_ARTIFACT]),
-            ModelDescription.load(context.artifacts[DESCRIPTION_ARTIFACT]),
-        )
+        description = ModelDescription.load(context.artifacts[DESCRIPTION_ARTIFACT])
+        estimator_path = Path(context.artifacts[ESTIMATOR_ARTIFACT])
+        kernel_path = context.artifacts.get(KERNEL_ARTIFACT)
+        if kernel_path is None:
+            self._bind(load_estimator(estimator_path), description)
+            return
+        if len(description.classes) != 2:
+            raise ValueError(f"a linear kernel scores two classes, the description has {description.classes}")
+        self._estimator_path = estimator_path
+        self._set_kernel(LinearKernel.load(kernel_path, len(description.feature_names)), description)
 
     def _bind(self, estimator: ClassifierMixin, description: ModelDescription) -> None:
         fitted = tuple(int(c) for c in estimator.classes_)
@@ -63,8 +78,11 @@ class SklearnClassifierModel(PythonModel):
                 f"estimator classes {fitted} differ from the description's {description.classes}"
             )
         self._estimator = estimator
+        self._set_kernel(compile_kernel(estimator), description)
+
+    def _set_kernel(self, kernel: Kernel, description: ModelDescription) -> None:
         self._description = description
-        self._kernel = compile_kernel(estimator)
+        self._kernel = kernel
         self._classes = np.asarray(description.classes, dtype=np.int64)
         self._labels = np.asarray(description.class_names, dtype=object)
         self._output_names = [probability_column(n) for n in description.class_names]
@@ -77,8 +95,11 @@ class SklearnClassifierModel(PythonModel):
 
     @property
     def estimator(self) -> ClassifierMixin:
+        """The fitted estimator; read from its artifact on first use when a kernel was loaded."""
         if self._estimator is None:
-            raise RuntimeError("model is not loaded")
+            if self._estimator_path is None:
+                raise RuntimeError("model is not loaded")
+            self._estimator = load_estimator(self._estimator_path)
         return self._estimator
 
     @property

@@ -9,9 +9,10 @@ artifact fails loudly rather than running code).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import skops.io as sio
-from sklearn.base import BaseEstimator
+if TYPE_CHECKING:
+    from sklearn.base import BaseEstimator
 
 # Types beyond skops' defaults that our estimators contain. Tree-based models store their
 # fitted trees in this Cython class; it holds arrays only and executes nothing on load.
@@ -30,6 +31,8 @@ def _check_trusted(untrusted: list[str], where: str) -> None:
 
 def save_estimator(estimator: BaseEstimator, path: Path) -> None:
     """Write `estimator` to `path` in skops format, refusing types we would not load."""
+    import skops.io as sio  # imported on use: its type table imports all of scikit-learn
+
     data = sio.dumps(estimator)
     _check_trusted(sio.get_untrusted_types(data=data), type(estimator).__name__)
     path.write_bytes(data)
@@ -37,6 +40,8 @@ def save_estimator(estimator: BaseEstimator, path: Path) -> None:
 
 def load_estimator(path: str | Path) -> BaseEstimator:
     """Read an estimator written by `save_estimator`, refusing unknown types."""
+    import skops.io as sio
+
     untrusted = sio.get_untrusted_types(file=path)
     _check_trusted(untrusted, str(path))
     return sio.load(path, trusted=untrusted)

@@ -7,17 +7,20 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import mlflow
 import pandas as pd
 from mlflow.models.model import ModelInfo
-from sklearn.base import ClassifierMixin
 
 from model_wrapper import contract
-from model_wrapper.classifier import DESCRIPTION_ARTIFACT, ESTIMATOR_ARTIFACT
+from model_wrapper.classifier import DESCRIPTION_ARTIFACT, ESTIMATOR_ARTIFACT, KERNEL_ARTIFACT
 from model_wrapper.description import ModelDescription
 from model_wrapper.estimator_io import save_estimator
+from model_wrapper.kernels import LinearKernel, compile_kernel
+
+if TYPE_CHECKING:
+    from sklearn.base import ClassifierMixin
 
 MODEL_CODE_PATH = Path(__file__).with_name("model_code.py")
 
@@ -52,12 +55,14 @@ def _pyfunc_arguments(
         description_path = Path(tmp, "description.json")
         save_estimator(estimator, estimator_path)
         describe(estimator, class_names).save(description_path)
+        artifacts = {ESTIMATOR_ARTIFACT: str(estimator_path), DESCRIPTION_ARTIFACT: str(description_path)}
+        kernel = compile_kernel(estimator)
+        if isinstance(kernel, LinearKernel):
+            kernel.save(kernel_path := Path(tmp, "kernel.npz"))
+            artifacts[KERNEL_ARTIFACT] = str(kernel_path)
         yield {
             "python_model": str(MODEL_CODE_PATH),
-            "artifacts": {
-                ESTIMATOR_ARTIFACT: str(estimator_path),
-                DESCRIPTION_ARTIFACT: str(description_path),
-            },
+            "artifacts": artifacts,
             "signature": contract.signature(class_names),
             "input_example": input_example.loc[:, list(contract.FEATURE_NAMES)],
             "pip_requirements": _pip_requirements(),

@@ -14,25 +14,24 @@ through a batch-dependent path when it knows a row-independent one:
 - `EstimatorKernel`: anything else, through the estimator's `predict_proba`. Tree ensembles
   score each row on its own already; other estimators are marked not row-invariant, and the
   server then never batches their requests together.
+
+A linear kernel is also written beside the estimator as a few plain arrays (`LinearKernel.save`),
+so a server can score with it without importing scikit-learn or deserializing the estimator:
+that import is about a second of a server's start. scikit-learn is imported here only to
+compile a kernel from an estimator.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 from scipy.special import expit
-from sklearn.base import ClassifierMixin
-from sklearn.ensemble import (
-    ExtraTreesClassifier,
-    GradientBoostingClassifier,
-    RandomForestClassifier,
-)
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import StandardScaler
-from sklearn.tree import DecisionTreeClassifier
+
+if TYPE_CHECKING:
+    from sklearn.base import ClassifierMixin
 
 
 class Kernel(Protocol):
@@ -67,6 +66,42 @@ class LinearKernel:
         # scikit-learn predicts the second class exactly when the decision is positive.
         return (decision > 0).astype(np.intp), probabilities
 
+    def save(self, path: Path) -> None:
+        """Write the arrays as an `.npz` file: numbers only, loaded without pickle."""
+        arrays: dict[str, np.ndarray] = {
+            "weights": self.weights,
+            "intercept": np.array(self.intercept, dtype=np.float64),
+            "scalers": np.array(len(self.scaling)),
+        }
+        for position, (mean, scale) in enumerate(self.scaling):
+            if mean is not None:
+                arrays[f"mean_{position}"] = mean
+            if scale is not None:
+                arrays[f"scale_{position}"] = scale
+        with path.open("wb") as file:
+            np.savez(file, **arrays)
+
+    @classmethod
+    def load(cls, path: str | Path, feature_count: int) -> LinearKernel:
+        """Read a kernel written by `save`, checking every array's shape against the features."""
+        with np.load(path, allow_pickle=False) as stored:
+            arrays = {name: stored[name] for name in stored.files}
+
+        def vector(name: str) -> np.ndarray:
+            array = np.ascontiguousarray(arrays[name], dtype=np.float64)
+            if array.shape != (feature_count,):
+                raise ValueError(f"kernel array {name!r} has shape {array.shape}, not ({feature_count},)")
+            return array
+
+        scaling = tuple(
+            (
+                vector(f"mean_{position}") if f"mean_{position}" in arrays else None,
+                vector(f"scale_{position}") if f"scale_{position}" in arrays else None,
+            )
+            for position in range(int(arrays["scalers"]))
+        )
+        return cls(scaling=scaling, weights=vector("weights"), intercept=float(arrays["intercept"]))
+
 
 @dataclass(frozen=True)
 class EstimatorKernel:
@@ -80,16 +115,14 @@ class EstimatorKernel:
         return probabilities.argmax(axis=1), probabilities
 
 
-_ROW_WISE_ESTIMATORS = (DecisionTreeClassifier, GradientBoostingClassifier)
-_ROW_WISE_ENSEMBLES = (RandomForestClassifier, ExtraTreesClassifier)
-
-
 _Scaling = tuple[np.ndarray | None, np.ndarray | None]
 _IDENTITY: _Scaling = (None, None)
 
 
 def _scaling_step(step: object) -> _Scaling | None:
     """A standard scaler's (mean, scale), the identity for a skipped step, None for anything else."""
+    from sklearn.preprocessing import StandardScaler
+
     if step is None or (isinstance(step, str) and step == "passthrough"):
         return _IDENTITY
     if type(step) is StandardScaler:
@@ -100,6 +133,9 @@ def _scaling_step(step: object) -> _Scaling | None:
 
 
 def _linear_kernel(estimator: ClassifierMixin) -> LinearKernel | None:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+
     steps = [s for _, s in estimator.steps] if type(estimator) is Pipeline else [estimator]
     *transforms, last = steps
     if type(last) is not LogisticRegression or len(last.classes_) != 2 or last.coef_.shape[0] != 1:
@@ -115,10 +151,14 @@ def _linear_kernel(estimator: ClassifierMixin) -> LinearKernel | None:
 
 
 def _row_invariant(estimator: ClassifierMixin) -> bool:
-    if isinstance(estimator, _ROW_WISE_ESTIMATORS):
+    from sklearn.ensemble import ExtraTreesClassifier, GradientBoostingClassifier, RandomForestClassifier
+    from sklearn.tree import DecisionTreeClassifier
+
+    if isinstance(estimator, (DecisionTreeClassifier, GradientBoostingClassifier)):
         return True
     # Forests sum their trees in parallel when n_jobs > 1, in an order that varies run to run.
-    return isinstance(estimator, _ROW_WISE_ENSEMBLES) and estimator.n_jobs in (None, 1)
+    ensembles = (RandomForestClassifier, ExtraTreesClassifier)
+    return isinstance(estimator, ensembles) and estimator.n_jobs in (None, 1)
 
 
 def compile_kernel(estimator: ClassifierMixin) -> Kernel:

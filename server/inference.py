@@ -63,14 +63,18 @@ def check_row_count(rows: int, max_rows: int) -> None:
 
 
 def _row_count(data: Any) -> int:
+    """Rows in what MLflow's parsers produced: a frame, a list, an array (0-d: one row), or a dict
+    of named tensors, counted by the first one."""
     if isinstance(data, pd.DataFrame):
         return len(data)
     if isinstance(data, np.ndarray):
         return int(data.shape[0]) if data.ndim else 1
+    if isinstance(data, list):
+        return len(data)
     if isinstance(data, dict):
         first = next(iter(data.values()), None)
-        return len(first) if isinstance(first, (list, np.ndarray)) else 1
-    return len(data) if isinstance(data, list) else 1
+        return _row_count(first) if isinstance(first, (list, np.ndarray)) else 1
+    return 1
 
 
 def _parse_and_predict(

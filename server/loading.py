@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-import joblib
 import mlflow
 import numpy as np
 import pandas as pd
@@ -132,6 +131,8 @@ class ModelLoader:
         """
         if not path.is_file():
             raise ModelLoadError(f"MODEL_PATH {path} does not exist")
+        import joblib  # only this mode needs it (and the scikit-learn it unpickles)
+
         estimator = load_estimator(path) if path.suffix == ".skops" else joblib.load(path)
         local_dir = Path(tempfile.mkdtemp(prefix="registry-serve-model-", dir=self._work_dir))
         example = pd.DataFrame(np.zeros((1, len(FEATURE_NAMES))), columns=list(FEATURE_NAMES))
