@@ -4,18 +4,19 @@ A record is a JSON object mapping each feature name to a number. Anything else i
 a `Problem` naming the field (and the record index in a batch); every problem in the request is
 reported, up to `MAX_PROBLEMS`, so a client can fix them all at once.
 
-Two readers give one verdict. msgspec decodes a clean body straight into typed records, in C;
-it accepts only what the rules accept (numbers within ±1e100, no booleans, no NaN or
-infinities, no missing or unknown fields). Whatever it refuses is read again with orjson and
-checked field by field here, which accepts what the rules allow and msgspec does not
-(integers too large for it) and names every problem in what they refuse.
+Two readers give one verdict. msgspec decodes a clean body straight into typed records, in C,
+and numpy checks the range of the whole array in one pass; together they accept only what the
+rules accept (numbers within ±1e100, no booleans, no NaN or infinities, no missing or unknown
+fields). Whatever they refuse is read again with orjson and checked field by field here, which
+accepts what the rules allow and msgspec does not (integers too large for it) and names every
+problem in what they refuse. (A range bound inside msgspec's types costs a fifth of the decode.)
 """
 
 from __future__ import annotations
 
 import math
 from itertools import chain
-from typing import Annotated, Any
+from typing import Any
 
 import msgspec
 import numpy as np
@@ -61,20 +62,21 @@ class RecordCodec:
     def __init__(self, feature_names: tuple[str, ...]) -> None:
         self.feature_names = feature_names
         self._expected = frozenset(feature_names)
-        bounded = Annotated[float, msgspec.Meta(ge=-FEATURE_LIMIT, le=FEATURE_LIMIT)]
+        # Records hold floats only, so the garbage collector need not track a thousand of them.
         record = msgspec.defstruct(
-            "Record", [(name, bounded) for name in feature_names], forbid_unknown_fields=True
+            "Record", [(name, float) for name in feature_names], forbid_unknown_fields=True, gc=False
         )
-        batch = msgspec.defstruct("Batch", [("records", list[record])], forbid_unknown_fields=True)
+        batch = msgspec.defstruct("Batch", [("records", list[record])], forbid_unknown_fields=True, gc=False)
         self._decode_record = msgspec.json.Decoder(record).decode
         self._decode_batch = msgspec.json.Decoder(batch).decode
 
     def single(self, body: bytes) -> np.ndarray:
         """The /predict body (one record) as a (1, features) array."""
         try:
-            return np.array([astuple(self._decode_record(body))], dtype=np.float64)
+            rows = np.array([astuple(self._decode_record(body))], dtype=np.float64)
         except msgspec.MsgspecError:
             return self.single_payload(json_text.decode(body))
+        return rows if _within_limit(rows) else self.single_payload(json_text.decode(body))
 
     def batch(self, body: bytes, max_batch_size: int) -> np.ndarray:
         """The /batch-predict body (`{"records": [...]}`) as an (n, features) array."""
@@ -85,7 +87,8 @@ class RecordCodec:
         _check_count(len(records), max_batch_size)
         width = len(self.feature_names)
         values = chain.from_iterable(map(astuple, records))
-        return np.fromiter(values, dtype=np.float64, count=len(records) * width).reshape(len(records), width)
+        rows = np.fromiter(values, dtype=np.float64, count=len(records) * width).reshape(len(records), width)
+        return rows if _within_limit(rows) else self.batch_payload(json_text.decode(body), max_batch_size)
 
     def _record_problems(self, record: Any, index: int | None) -> list[Problem]:
         if not isinstance(record, dict):
@@ -145,6 +148,11 @@ def _check_count(count: int, max_batch_size: int) -> None:
         raise InvalidInput.from_problems(
             [Problem(f"must hold 1 to {max_batch_size} records, got {count}", field="records")]
         )
+
+
+def _within_limit(rows: np.ndarray) -> bool:
+    """Every value within ±FEATURE_LIMIT (False for NaN, which JSON cannot carry anyway)."""
+    return bool((np.abs(rows) <= FEATURE_LIMIT).all())
 
 
 def _checked(value: Any) -> float:
