@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from server.auth import Authenticator, authorize
 from server.error_handlers import ERROR_CODE_STATE, error_response
 from server.errors import Overloaded, RateLimited, RequestTimeout, ServingError
+from server.in_flight import InFlight
 from server.metrics import PREDICTION_ENDPOINTS
 from server.rate_limit import Limiter
 
@@ -85,18 +86,20 @@ class AccessMiddleware:
 class AdmissionMiddleware:
     """Bounds the prediction requests in progress, and how long each may take."""
 
-    def __init__(self, app: ASGIApp, max_concurrent: int, timeout: float) -> None:
+    def __init__(
+        self, app: ASGIApp, max_concurrent: int, timeout: float, in_flight: InFlight | None = None
+    ) -> None:
         self.app = app
         self._max_concurrent = max_concurrent
         self._timeout = timeout
-        self._in_progress = 0
+        self._in_flight = in_flight if in_flight is not None else InFlight()
         self._paths = frozenset(PREDICTION_ENDPOINTS)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or get_route_path(scope) not in self._paths:
             await self.app(scope, receive, send)
             return
-        if self._in_progress >= self._max_concurrent:
+        if self._in_flight.count >= self._max_concurrent:
             await _refuse(scope, receive, send, Overloaded())
             return
         started = False
@@ -106,7 +109,7 @@ class AdmissionMiddleware:
             started = started or message["type"] == "http.response.start"
             await send(message)
 
-        self._in_progress += 1
+        self._in_flight.count += 1
         try:
             async with asyncio.timeout(self._timeout):
                 await self.app(scope, receive, watch)
@@ -115,4 +118,4 @@ class AdmissionMiddleware:
                 raise
             await _refuse(scope, receive, send, RequestTimeout(f"no answer within {self._timeout:g} s"))
         finally:
-            self._in_progress -= 1
+            self._in_flight.count -= 1

@@ -97,7 +97,7 @@ def create_app(settings: ServerSettings, *, store: ModelStore | None = None) -> 
         metrics_routes.router,
     ):
         app.include_router(router)
-    stack = build_stack(settings, services.authenticator, services.limiter)
+    stack = build_stack(settings, services.authenticator, services.limiter, services.in_flight)
     for middleware in reversed(stack):  # add_middleware puts the last one added outermost
         app.add_middleware(middleware.cls, *middleware.args, **middleware.kwargs)
     app.install_fast_lane(

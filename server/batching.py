@@ -1,9 +1,11 @@
 """Adaptive micro-batching: requests that arrive together share one model call.
 
-A request to an idle server (none for `IDLE_GAP`) that the model serves cheaply is computed at
-once. Every other request joins a queue and awaits its own rows. The queue is drained one
-event-loop turn later, after the loop has handled every connection whose data arrived in the same turn, so
-requests that arrive together leave together, as one model call of up to `max_rows` rows:
+A request that the model serves cheaply is computed at once when nobody could share its call:
+it is the only prediction request in progress (`InFlight`, counted by the admission middleware),
+or none arrived for `IDLE_GAP`. Every other request joins a queue and awaits its own rows. The
+queue is drained one event-loop turn later, after the loop has handled every connection whose data
+arrived in the same turn, so requests that arrive together leave together, as one model call of up
+to `max_rows` rows:
 - a call the model's calibrated cost puts under `inline_budget` runs right there, on the loop:
   a few microseconds of arithmetic cost less than a hand-off to a thread;
 - a costlier call goes to the inference thread, so the loop keeps accepting while it runs; the
@@ -29,6 +31,7 @@ import numpy as np
 from model_wrapper import Prediction, SklearnClassifierModel
 from server import metrics
 from server.call_cost import CallCost
+from server.in_flight import InFlight
 
 # A request that follows the previous one by more than this finds an idle server: it is computed
 # at once, without the loop turn that lets concurrent requests join it.
@@ -46,8 +49,17 @@ class _Pending:
 class AdaptiveBatcher:
     """Runs `SklearnClassifierModel.predict_array` for concurrent requests, merged when it can."""
 
-    def __init__(self, executor: Executor, *, max_rows: int, max_wait: float, inline_budget: float) -> None:
+    def __init__(
+        self,
+        executor: Executor,
+        *,
+        max_rows: int,
+        max_wait: float,
+        inline_budget: float,
+        in_flight: InFlight | None = None,
+    ) -> None:
         self._executor = executor
+        self._in_flight = in_flight
         self._max_rows = max_rows
         self._max_wait = max_wait
         self._inline_budget = inline_budget
@@ -63,8 +75,10 @@ class AdaptiveBatcher:
         loop = asyncio.get_running_loop()
         now = time.perf_counter()
         quiet, self._last_arrival = now - self._last_arrival > IDLE_GAP, now
-        # Nobody to batch with (batching is off, or no request came for IDLE_GAP) and cheap: now.
-        alone = (self._max_rows == 1 or quiet) and not self._queue and self._offloaded is None
+        # Nobody to batch with (batching is off, no other request in progress, or none came for
+        # IDLE_GAP) and cheap: now. A lone client's next request finds only itself in progress.
+        lone = self._in_flight is not None and self._in_flight.count <= 1
+        alone = (self._max_rows == 1 or quiet or lone) and not self._queue and self._offloaded is None
         if alone and cost.estimate(len(features)) <= self._inline_budget:
             return _call(model, features)
         future: asyncio.Future[Prediction] = loop.create_future()

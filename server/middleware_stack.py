@@ -9,13 +9,17 @@ from starlette.types import ASGIApp
 
 from server.access import AccessMiddleware, AdmissionMiddleware
 from server.auth import Authenticator
+from server.in_flight import InFlight
 from server.middleware import PredictionTrafficMiddleware, RequestContextMiddleware
 from server.rate_limit import Limiter
 from server.settings import ServerSettings
 
 
 def build_stack(
-    settings: ServerSettings, authenticator: Authenticator | None, limiter: Limiter | None
+    settings: ServerSettings,
+    authenticator: Authenticator | None,
+    limiter: Limiter | None,
+    in_flight: InFlight,
 ) -> list[Middleware]:
     stack = [Middleware(RequestContextMiddleware)]
     if settings.cors_origin_list:
@@ -43,6 +47,7 @@ def build_stack(
             AdmissionMiddleware,
             max_concurrent=settings.max_concurrent_requests,
             timeout=settings.request_timeout_seconds,
+            in_flight=in_flight,
         )
     )
     return stack

@@ -11,6 +11,7 @@ from server import metrics
 from server.auth import Authenticator, build_authenticator
 from server.batching import AdaptiveBatcher
 from server.follower import AliasFollower
+from server.in_flight import InFlight
 from server.inference import Inference
 from server.loading import ModelLoader
 from server.model_store import ModelStore
@@ -34,6 +35,7 @@ class Services:
     webhook_verifier: DeliveryVerifier | None
     authenticator: Authenticator | None
     limiter: Limiter | None
+    in_flight: InFlight
     inference_thread: ThreadPoolExecutor
     loader_thread: ThreadPoolExecutor
     started_at: float
@@ -50,8 +52,10 @@ def build_services(settings: ServerSettings, store: ModelStore) -> Services:
     started_at = time.time()
     inference_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
     loader_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model-loader")
+    in_flight = InFlight()
     batcher = AdaptiveBatcher(
         inference_thread,
+        in_flight=in_flight,
         max_rows=settings.batch_max_rows,
         max_wait=settings.batch_max_wait_ms / 1000,
         inline_budget=settings.inline_budget_us / 1e6,
@@ -88,6 +92,7 @@ def build_services(settings: ServerSettings, store: ModelStore) -> Services:
         ),
         authenticator=_authenticator(settings) if settings.auth_enabled else None,
         limiter=_limiter(settings),
+        in_flight=in_flight,
         inference_thread=inference_thread,
         loader_thread=loader_thread,
         started_at=started_at,

@@ -18,6 +18,7 @@ from registry_scripts.dataset import load_frame
 from registry_scripts.estimators import build_estimator
 from server.batching import AdaptiveBatcher
 from server.call_cost import CallCost, calibrate
+from server.in_flight import InFlight
 
 FEATURES, TARGET, NAMES = load_frame()
 ROWS = FEATURES.to_numpy(dtype=np.float64)
@@ -135,6 +136,27 @@ def test_a_request_on_an_idle_server_is_computed_at_once(executor) -> None:
         return task.done()
 
     assert asyncio.run(lone_request())
+
+
+@pytest.mark.parametrize(("in_progress", "at_once"), [(1, True), (2, False)])
+def test_right_after_another_a_request_is_computed_at_once_only_if_it_is_alone(
+    executor, in_progress: int, at_once: bool
+) -> None:
+    """A lone client's back-to-back requests do not wait a loop turn for company that cannot come."""
+    model = CountingModel(build_estimator("logistic_regression", 0))
+    in_flight = InFlight()
+    batcher = _batcher(executor, in_flight=in_flight)
+
+    async def back_to_back() -> bool:
+        await batcher.predict(model, model.cost, ROWS[:1])
+        in_flight.count = in_progress
+        task = asyncio.ensure_future(batcher.predict(model, model.cost, ROWS[1:2]))  # within IDLE_GAP
+        await asyncio.sleep(0)
+        done = task.done()
+        await task
+        return done
+
+    assert asyncio.run(back_to_back()) is at_once
 
 
 def test_calibration_measures_a_positive_cost() -> None:
