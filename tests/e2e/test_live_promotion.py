@@ -43,9 +43,8 @@ def test_promotions_under_load_lose_no_request(
     with api_process(env, tmp_path / "api.log", **settings) as api, BackgroundLoad(api.url, ROW) as load:
         time.sleep(1)
         run_ok("registry_scripts.promote", "2", env=env)  # the data scientist's script
-        promoted = time.monotonic()
+        # How soon is `make bench-swap`'s to measure; here only that it happens, while serving goes on.
         wait_for(lambda: load.first_seen("2") is not None, 30, "version 2 answering")
-        assert load.first_seen("2") - promoted < 0.5 + 5  # poll interval + load time
         client_mlflow.set_registered_model_alias(model_name, "champion", "3")  # the MLflow UI
         wait_for(lambda: load.first_seen("3") is not None, 30, "version 3 answering")
         run_ok("registry_scripts.promote", "--rollback", env=env)
