@@ -48,6 +48,19 @@ def valid_cases(rows: pd.DataFrame) -> Iterator[Case]:
     yield "split booleans", JSON, _j({"dataframe_split": _split(one.assign(feature_2=True))})
     yield "split empty data", JSON, _j({"dataframe_split": {"columns": list(one.columns), "data": []}})
     yield "split large integer", JSON, _j({"dataframe_split": _split(one.assign(feature_4=10**20))})
+    yield (
+        "split number forms",
+        JSON,
+        _j({"dataframe_split": _split(one)}).replace(b"17.99", b"1799E-2").replace(b"10.38", b"-0"),
+    )
+    yield "split underflow", JSON, _j({"dataframe_split": _split(one)}).replace(b"17.99", b"1e-400")
+    good, bad = json.dumps(one.to_numpy().tolist()), json.dumps([[1.0, 2.0]])
+    yield (
+        "split repeated data key",
+        JSON,
+        b'{"dataframe_split": {"columns": %s, "data": %s, "data": %s}}'
+        % (json.dumps(list(one.columns)).encode(), bad.encode(), good.encode()),
+    )
     yield "split with params", JSON, _j({"dataframe_split": _split(one), "params": {"threshold": 0.5}})
     yield "split with unknown top key", JSON, _j({"dataframe_split": _split(one), "meta": {"a": 1}})
     yield "records", JSON, _j({"dataframe_records": five.to_dict(orient="records")})
@@ -82,6 +95,11 @@ def invalid_cases(rows: pd.DataFrame) -> Iterator[Case]:
         "split short row",
         JSON,
         _j({"dataframe_split": {"columns": list(one.columns), "data": [[1.0, 2.0]]}}),
+    )
+    yield (
+        "split ragged rows",
+        JSON,
+        _j({"dataframe_split": {"columns": list(one.columns), "data": [[1.0] * 31, [1.0] * 29]}}),
     )
     yield "split no columns", JSON, _j({"dataframe_split": {"data": one.to_numpy().tolist()}})
     yield "split as list", JSON, _j({"dataframe_split": one.to_numpy().tolist()})
