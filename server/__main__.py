@@ -4,18 +4,22 @@ With WORKERS=1 the model loaded here is the one served. With more workers, each 
 its own copy (processes share no memory); this process first checks the model loads at all, so
 a bad configuration still ends here with one line, and gives the workers a fresh shared folder:
 prometheus-client's multiprocess files, so their metrics add up, and the reload signal file, so
-a webhook delivered to one worker reaches all of them.
+a webhook delivered to one worker reaches all of them. Each worker listens on a socket of its
+own (`server.worker_sockets`) unless REUSE_PORT is false.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import tempfile
 from pathlib import Path
 
 import uvicorn
+from uvicorn.supervisors import Multiprocess
 
+from server import worker_sockets
 from server.loading import ModelLoader, ModelLoadError
 from server.logging_setup import configure_logging
 from server.mlflow_env import apply_mlflow_client_settings
@@ -55,7 +59,33 @@ def main() -> int:
     if settings.workers == 1:
         uvicorn.run(create_app(settings, store=ModelStore(model)), **common)
     else:
-        uvicorn.run("server.app:create_app_from_env", factory=True, workers=settings.workers, **common)
+        return _supervise(settings, common)
+    return 0
+
+
+def _supervise(settings: ServerSettings, options: dict[str, object]) -> int:
+    """uvicorn's worker supervisor, over a socket per worker (REUSE_PORT) or one shared socket."""
+    config = uvicorn.Config(
+        "server.app:create_app_from_env", factory=True, workers=settings.workers, **options
+    )
+    if settings.reuse_port and worker_sockets.AVAILABLE:
+        try:  # a port another program holds fails here, once, rather than in every worker
+            worker_sockets.bind_reuse_port(settings.api_host, settings.api_port).close()
+        except OSError as error:
+            address = f"{settings.api_host}:{settings.api_port}"
+            print(f"error: cannot listen on {address}: {error}", file=sys.stderr)
+            return 1
+        logging.getLogger("uvicorn.error").info(
+            "Serving on %s:%d with %d workers, a socket each (SO_REUSEPORT)",
+            settings.api_host, settings.api_port, settings.workers,
+        )  # fmt: skip
+        worker_sockets.ReusePortSupervisor(config, settings.api_host, settings.api_port).run()
+    else:
+        sock = config.bind_socket()
+        try:
+            Multiprocess(config, sockets=[sock]).run()
+        finally:
+            sock.close()
     return 0
 
 

@@ -42,6 +42,11 @@ class ServerSettings(BaseSettings):
     api_host: str = Field(default="0.0.0.0", description="Interface the API binds to.")
     api_port: int = Field(default=8000, ge=1, le=65535, description="Port the API listens on.")
     workers: int = Field(default=1, ge=1, le=64, description="Worker processes (`python -m server`).")
+    reuse_port: bool = Field(
+        default=True,
+        description="With WORKERS > 1 on Linux, each worker listens on its own SO_REUSEPORT socket and "
+        "the kernel spreads connections evenly; false: one shared socket, first worker to accept wins.",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
         default="INFO", description="Log level of the server's own loggers."
     )
