@@ -35,12 +35,21 @@ def require_wrk() -> str:
 
 
 def run_wrk(
-    url: str, body: Path, *, seconds: float, connections: int, content_type: str, threads: int = 1
+    url: str,
+    body: Path,
+    *,
+    seconds: float,
+    connections: int,
+    content_type: str,
+    threads: int = 1,
+    cpus: str | None = None,
 ) -> LoadResult:
-    """`wrk -tT -cN -dS` POSTing `body` to `url`."""
+    """`wrk -tT -cN -dS` POSTing `body` to `url`, on the cores `cpus` (taskset's list) if given."""
     env = {**os.environ, "BENCH_BODY": str(body), "BENCH_CONTENT_TYPE": content_type}
     duration = f"-d{max(1, round(seconds))}s"  # wrk takes whole seconds
+    pinning = ["taskset", "-c", cpus] if cpus else []
     command = [
+        *pinning,
         require_wrk(),
         f"-t{threads}",
         f"-c{connections}",
