@@ -6,6 +6,10 @@ count in turn, and drives single-row /predict with wrk (threads and connections 
 runs, so only the server changes). Prints requests/s, p50, p99 and the speed-up over one worker,
 for each way the workers listen (`--sockets`: a socket each with SO_REUSEPORT, or one shared).
 
+`--connections-per-worker` keeps each worker's load the same as workers are added: with a fixed
+total, one worker holds every connection, and micro-batching makes a worker with more requests in
+flight more efficient per request, which flatters one worker against many.
+
 `--pin` gives N workers cores 0..N-1 and wrk the upper half of the machine's cores, so the server
 and the load generator never share a core and N workers have exactly N cores: the curve is then
 the server's own, not the test rig's.
@@ -62,6 +66,12 @@ def main() -> int:
     parser.add_argument("--sockets", nargs="+", choices=sorted(SOCKET_MODES), default=["reuse-port"])
     parser.add_argument("--threads", type=int, default=8, help="wrk threads")
     parser.add_argument("--connections", type=int, default=256)
+    parser.add_argument(
+        "--connections-per-worker",
+        type=int,
+        default=None,
+        help="instead of --connections: this many per worker, so each worker sees the same load",
+    )
     parser.add_argument("--seconds", type=int, default=15)
     parser.add_argument("--pin", action="store_true", help="separate cores for the workers and for wrk")
     parser.add_argument("--out", type=Path, default=None, help="write the results here as JSON")
@@ -92,21 +102,23 @@ def main() -> int:
                 api.command = ["taskset", "-c", f"0-{workers - 1}", *api.command]
             with api:
                 _wait_for_workers(api, workers)
-                load = {"seconds": args.seconds, "connections": args.connections, "threads": args.threads,
+                connections = (args.connections_per_worker or 0) * workers or args.connections
+                load = {"seconds": args.seconds, "connections": connections, "threads": args.threads,
                         "content_type": "application/json", "cpus": wrk_cpus}  # fmt: skip
                 run_wrk(f"{api.url}/predict", body, **{**load, "seconds": 3})  # warm-up
                 result = run_wrk(f"{api.url}/predict", body, **load)
-            rows.append({"sockets": mode, "workers": workers, "rps": round(result.rps),
-                         "p50_ms": result.p50_ms, "p99_ms": result.p99_ms,
+            rows.append({"sockets": mode, "workers": workers, "connections": connections,
+                         "rps": round(result.rps), "p50_ms": result.p50_ms, "p99_ms": result.p99_ms,
                          "errors": result.errors})  # fmt: skip
             print(json.dumps(rows[-1]), flush=True)
     base = next(row["rps"] for row in rows if row["workers"] == min(args.workers))
-    print(f"\nspeed-up: over {min(args.workers)} worker(s); of linear: speed-up / workers added")
-    print("\n| sockets | workers | req/s | speed-up | of linear | p50 ms | p99 ms | errors |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    print(f"\nspeed-up: over {min(args.workers)} worker(s); of linear: speed-up / (workers / that count)")
+    print("\n| sockets | workers | connections | req/s | speed-up | of linear | p50 ms | p99 ms | errors |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for row in rows:
         speedup = row["rps"] / base
-        print(f"| {row['sockets']} | {row['workers']} | {row['rps']:,} | {speedup:.2f}x | "
+        print(f"| {row['sockets']} | {row['workers']} | {row['connections']} | {row['rps']:,} | "
+              f"{speedup:.2f}x | "
               f"{speedup / row['workers'] * min(args.workers):.0%} | {row['p50_ms']:.2f} | "
               f"{row['p99_ms']:.2f} | {row['errors']} |")  # fmt: skip
     if args.out is not None:
