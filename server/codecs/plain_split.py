@@ -27,6 +27,11 @@ _SPLIT_KEYS = frozenset({"columns", "data"})
 _NOT_PLAIN = (ValueError, TypeError, KeyError, IndexError, RuntimeError)
 
 
+# Bodies up to this size share a parser that keeps its buffers; a larger one (up to
+# MAX_BODY_BYTES) gets a parser of its own, so one huge body does not hold tens of MB for good.
+REUSED_PARSER_MAX_BYTES = 1 << 20
+
+
 class PlainSplitReader:
     """Reads plain split bodies, one reused simdjson parser per thread.
 
@@ -38,13 +43,19 @@ class PlainSplitReader:
     def __init__(self) -> None:
         self._local = threading.local()
 
+    def _parser_for(self, size: int) -> simdjson.Parser:
+        if size > REUSED_PARSER_MAX_BYTES:
+            return simdjson.Parser()
+        parser = getattr(self._local, "parser", None)
+        if parser is None:
+            parser = self._local.parser = simdjson.Parser()
+        return parser
+
     def __call__(self, body: bytes) -> tuple[list[str], np.ndarray] | None:
         """(columns, (rows, columns) float64 array) for a plain `dataframe_split` body, else None."""
         if b'"dataframe_split"' not in body:
             return None
-        parser = getattr(self._local, "parser", None)
-        if parser is None:
-            parser = self._local.parser = simdjson.Parser()
+        parser = self._parser_for(len(body))
         try:
             document = parser.parse(body)
             if not isinstance(document, simdjson.Object) or not _has_keys(document, _TOP_KEYS):

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from server.codecs.plain_split import PlainSplitReader
+from server.codecs.plain_split import REUSED_PARSER_MAX_BYTES, PlainSplitReader
 
 READ = PlainSplitReader()
 COLUMNS = ["a", "b", "c"]
@@ -63,6 +63,18 @@ def test_a_dataset_sized_body_reads_as_pythons_json_reads_it(dataset: Any) -> No
 
     assert read is not None
     assert _same(read, (columns, dataset.to_numpy(dtype=np.float64)))
+
+
+def test_a_body_too_large_for_the_shared_parser_reads_the_same() -> None:
+    rows = np.random.default_rng(0).normal(size=(6000, 30)).tolist()
+    body = _body(rows, [f"c{i}" for i in range(30)])
+    assert len(body) > REUSED_PARSER_MAX_BYTES
+
+    read = READ(body)
+
+    assert read is not None
+    assert read[1].tobytes() == np.array(rows, dtype=np.float64).tobytes()
+    assert READ(_body([[1.0, 2.0, 3.0]])) is not None  # the shared parser is still free
 
 
 @pytest.mark.parametrize(
