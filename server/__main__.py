@@ -69,17 +69,16 @@ def _supervise(settings: ServerSettings, options: dict[str, object]) -> int:
         "server.app:create_app_from_env", factory=True, workers=settings.workers, **options
     )
     if settings.reuse_port and worker_sockets.AVAILABLE:
-        try:  # a port another program holds fails here, once, rather than in every worker
-            worker_sockets.bind_reuse_port(settings.api_host, settings.api_port).close()
-        except OSError as error:
-            address = f"{settings.api_host}:{settings.api_port}"
-            print(f"error: cannot listen on {address}: {error}", file=sys.stderr)
+        # A port another program holds fails here, once, rather than in every worker.
+        host, port = settings.api_host, settings.api_port
+        problem = worker_sockets.port_problem(host, port)
+        if problem is not None:
+            print(f"error: cannot listen on {host}:{port}: {problem}", file=sys.stderr)
             return 1
         logging.getLogger("uvicorn.error").info(
-            "Serving on %s:%d with %d workers, a socket each (SO_REUSEPORT)",
-            settings.api_host, settings.api_port, settings.workers,
-        )  # fmt: skip
-        worker_sockets.ReusePortSupervisor(config, settings.api_host, settings.api_port).run()
+            "Serving on %s:%d with %d workers, a socket each (SO_REUSEPORT)", host, port, settings.workers
+        )
+        worker_sockets.ReusePortSupervisor(config, host, port).run()
     else:
         sock = config.bind_socket()
         try:

@@ -29,6 +29,22 @@ from uvicorn.supervisors import Multiprocess
 AVAILABLE = sys.platform == "linux" and hasattr(socket, "SO_REUSEPORT")
 
 
+def port_problem(host: str, port: int) -> str | None:
+    """Why workers could not have (host, port), or None. Something listening there already is one
+    reason: a second server of the same user would otherwise join the SO_REUSEPORT group and
+    quietly take a share of the connections, where a plain bind fails "address already in use"."""
+    target = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+    with socket.socket(socket.AF_INET6 if ":" in target else socket.AF_INET) as probe:
+        probe.settimeout(1.0)
+        if probe.connect_ex((target, port)) == 0:
+            return "something already listens there"
+    try:
+        bind_reuse_port(host, port).close()
+    except OSError as error:
+        return str(error)
+    return None
+
+
 def bind_reuse_port(host: str, port: int) -> socket.socket:
     """A TCP socket bound to (host, port) in the port's SO_REUSEPORT group, not yet listening."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET

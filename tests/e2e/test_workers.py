@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
@@ -32,6 +34,13 @@ def model_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("workers") / "model.joblib"
     joblib.dump(build_estimator("logistic_regression", 0).fit(features.to_numpy(), target.to_numpy()), path)
     return path
+
+
+def _serving_file(
+    env: dict[str, str], model_file: Path, log: Path, workers: int, **settings: str
+) -> ServerProcess:
+    """`python -m server` with `workers` workers on the model file (no registry in the loop)."""
+    return api_process(env, log, MODEL_URI="", MODEL_PATH=str(model_file), WORKERS=str(workers), **settings)
 
 
 def _listening(pid: int, port: int) -> set[str]:
@@ -87,8 +96,7 @@ def _served_by(server: ServerProcess, requests: int) -> set[str]:
 def test_each_worker_listens_on_a_socket_of_its_own(
     base_env: dict[str, str], model_file: Path, tmp_path: Path
 ) -> None:
-    server = api_process(base_env, tmp_path / "w.log", MODEL_URI="", MODEL_PATH=str(model_file), WORKERS="3")
-    with server:
+    with _serving_file(base_env, model_file, tmp_path / "w.log", 3) as server:
         sockets = _settled(server, 3)
         assert all(len(inodes) == 1 for inodes in sockets.values())
         assert len(set.union(*sockets.values())) == 3
@@ -96,14 +104,8 @@ def test_each_worker_listens_on_a_socket_of_its_own(
 
 
 def test_reuse_port_off_shares_one_socket(base_env: dict[str, str], model_file: Path, tmp_path: Path) -> None:
-    server = api_process(
-        base_env, tmp_path / "s.log", MODEL_URI="", MODEL_PATH=str(model_file), WORKERS="2", REUSE_PORT="false"
-    )
-    with server:
-        assert server.process is not None
-        wait_for(
-            lambda: sum(bool(s) for s in _sockets_by_process(server).values()) == 3, 90, "all listening"
-        )
+    with _serving_file(base_env, model_file, tmp_path / "s.log", 2, REUSE_PORT="false") as server:
+        wait_for(lambda: sum(bool(s) for s in _sockets_by_process(server).values()) == 3, 90, "all listening")
         sockets = _sockets_by_process(server)
         assert len(set.union(*sockets.values())) == 1
 
@@ -111,8 +113,7 @@ def test_reuse_port_off_shares_one_socket(base_env: dict[str, str], model_file: 
 def test_a_worker_that_replaces_a_dead_one_gets_a_socket_of_its_own(
     base_env: dict[str, str], model_file: Path, tmp_path: Path
 ) -> None:
-    server = api_process(base_env, tmp_path / "r.log", MODEL_URI="", MODEL_PATH=str(model_file), WORKERS="2")
-    with server:
+    with _serving_file(base_env, model_file, tmp_path / "r.log", 2) as server:
         before = _settled(server, 2)
         victim = next(iter(before))
         os.kill(victim, signal.SIGKILL)
@@ -124,3 +125,19 @@ def test_a_worker_that_replaces_a_dead_one_gets_a_socket_of_its_own(
         assert len(set.union(*after.values())) == 2
         assert before[victim] not in after.values()
         assert len(_served_by(server, 40)) == 2
+
+
+def test_a_second_server_on_a_served_port_exits_with_one_line(
+    base_env: dict[str, str], model_file: Path, tmp_path: Path
+) -> None:
+    with _serving_file(base_env, model_file, tmp_path / "first.log", 2) as first:
+        env = {**base_env, "MODEL_URI": "", "MODEL_PATH": str(model_file), "WORKERS": "2",
+               "API_HOST": "127.0.0.1", "API_PORT": str(first.port)}  # fmt: skip
+        second = subprocess.run(
+            [sys.executable, "-m", "server"], env=env, capture_output=True, text=True, timeout=60, check=False
+        )
+        assert second.returncode == 1
+        assert second.stderr.strip().splitlines()[-1] == (
+            f"error: cannot listen on 127.0.0.1:{first.port}: something already listens there"
+        )
+        assert httpx.post(f"{first.url}/predict", json=ROW).status_code == 200
