@@ -78,7 +78,7 @@ def _supervise(settings: ServerSettings, options: dict[str, object]) -> int:
         logging.getLogger("uvicorn.error").info(
             "Serving on %s:%d with %d workers, a socket each (SO_REUSEPORT)", host, port, settings.workers
         )
-        worker_sockets.ReusePortSupervisor(config, host, port).run()
+        Multiprocess(config, sockets=worker_sockets.ReusePortSockets(host, port)).run()
     else:
         sock = config.bind_socket()
         try:

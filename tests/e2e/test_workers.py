@@ -138,6 +138,6 @@ def test_a_second_server_on_a_served_port_exits_with_one_line(
         )
         assert second.returncode == 1
         assert second.stderr.strip().splitlines()[-1] == (
-            f"error: cannot listen on 127.0.0.1:{first.port}: something already listens there"
+            f"error: cannot listen on 127.0.0.1:{first.port}: Address already in use"
         )
         assert httpx.post(f"{first.url}/predict", json=ROW).status_code == 200
