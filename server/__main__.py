@@ -5,7 +5,8 @@ its own copy (processes share no memory); this process first checks the model lo
 a bad configuration still ends here with one line, and gives the workers a fresh shared folder:
 prometheus-client's multiprocess files, so their metrics add up, and the reload signal file, so
 a webhook delivered to one worker reaches all of them. Each worker listens on a socket of its
-own (`server.worker_sockets`) unless REUSE_PORT is false.
+own (`server.worker_sockets`) unless REUSE_PORT is false, and the supervisor clears the metrics of
+a worker that dies (`server.supervisor`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import tempfile
 from pathlib import Path
 
 import uvicorn
-from uvicorn.supervisors import Multiprocess
 
 from server import worker_sockets
 from server.loading import ModelLoader, ModelLoadError
@@ -65,6 +65,8 @@ def main() -> int:
 
 def _supervise(settings: ServerSettings, options: dict[str, object]) -> int:
     """uvicorn's worker supervisor, over a socket per worker (REUSE_PORT) or one shared socket."""
+    from server.supervisor import WorkerSupervisor  # imports prometheus_client: after its folder is set
+
     config = uvicorn.Config(
         "server.app:create_app_from_env", factory=True, workers=settings.workers, **options
     )
@@ -78,11 +80,11 @@ def _supervise(settings: ServerSettings, options: dict[str, object]) -> int:
         logging.getLogger("uvicorn.error").info(
             "Serving on %s:%d with %d workers, a socket each (SO_REUSEPORT)", host, port, settings.workers
         )
-        Multiprocess(config, sockets=worker_sockets.ReusePortSockets(host, port)).run()
+        WorkerSupervisor(config, sockets=worker_sockets.ReusePortSockets(host, port)).run()
     else:
         sock = config.bind_socket()
         try:
-            Multiprocess(config, sockets=[sock]).run()
+            WorkerSupervisor(config, sockets=[sock]).run()
         finally:
             sock.close()
     return 0

@@ -20,7 +20,7 @@ from registry_scripts.estimators import build_estimator
 from registry_scripts.processes import ServerProcess, api_process, free_port
 from registry_scripts.tracking_server import TrackingServer
 from tests.helpers import run_ok, wait_for
-from tests.server.metrics_text import sample
+from tests.server.metrics_text import model_info_pids, sample
 
 ROW = {k: float(v) for k, v in load_frame()[0].iloc[0].items()}
 
@@ -86,24 +86,18 @@ def test_json_logs_carry_the_request_id(base_env: dict[str, str], champion_uri: 
     assert any(line["request_id"] == "json-log-1" for line in lines)
 
 
-def _worker_pids(metrics_text: str) -> set[str]:
-    """The processes that report a loaded model (each worker sets `model_info` once loaded)."""
-    lines = [line for line in metrics_text.splitlines() if line.startswith("model_info{")]
-    return {line.split('pid="')[1].split('"')[0] for line in lines}
-
-
 def test_two_workers_add_their_metrics_up(
     base_env: dict[str, str], champion_uri: str, tmp_path: Path
 ) -> None:
     server = api_process(base_env, tmp_path / "w.log", MODEL_URI=champion_uri, WORKERS="2")
     with server, httpx.Client(base_url=server.url) as client:
         # Ready means one worker answers; the other may still be loading its copy of the model.
-        wait_for(lambda: len(_worker_pids(client.get("/metrics").text)) == 2, 60, "both workers loaded")
+        wait_for(lambda: len(model_info_pids(client.get("/metrics").text)) == 2, 60, "both workers loaded")
         for _ in range(40):
             assert client.post("/predict", json=ROW).status_code == 200
         scrapes = [client.get("/metrics").text for _ in range(6)]
     assert {sample(text, "prediction_requests_total", endpoint="/predict") for text in scrapes} == {40.0}
-    assert all(len(_worker_pids(text)) == 2 for text in scrapes)
+    assert all(len(model_info_pids(text)) == 2 for text in scrapes)
 
 
 def test_model_path_mode_serves_a_local_file(base_env: dict[str, str], tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""WORKERS > 1: a listening socket per worker (REUSE_PORT), also for a worker that replaces a dead one.
+"""WORKERS > 1: a listening socket per worker (REUSE_PORT), also for a worker that replaces a dead one,
+whose metrics leave with it.
 
 Which sockets a process listens on is read from /proc (a socket's inode names it), so the tests
 tell "each worker its own socket" from "all workers one socket" directly.
@@ -22,6 +23,7 @@ from registry_scripts.estimators import build_estimator
 from registry_scripts.processes import ServerProcess, api_process
 from server import worker_sockets
 from tests.helpers import wait_for
+from tests.server.metrics_text import model_info_pids
 
 pytestmark = pytest.mark.skipif(not worker_sockets.AVAILABLE, reason="SO_REUSEPORT balancing is Linux's")
 
@@ -125,6 +127,9 @@ def test_a_worker_that_replaces_a_dead_one_gets_a_socket_of_its_own(
         assert len(set.union(*after.values())) == 2
         assert before[victim] not in after.values()
         assert len(_served_by(server, 40)) == 2
+        # The dead worker's metrics went with it: model_info names the live workers only.
+        live = {str(pid) for pid in after}
+        wait_for(lambda: model_info_pids(httpx.get(f"{server.url}/metrics").text) == live, 30, "live workers")
 
 
 def test_a_second_server_on_a_served_port_exits_with_one_line(

@@ -16,3 +16,14 @@ def sample(text: str, metric: str, /, **labels: str) -> float:
 
 def names(text: str) -> set[str]:
     return {s.name for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def model_info_pids(text: str) -> set[str]:
+    """The processes that report a loaded model (with several workers, each sets `model_info`
+    with its `pid` once its model is loaded)."""
+    return {
+        s.labels["pid"]
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == "model_info" and "pid" in s.labels
+    }
