@@ -10,9 +10,10 @@ for each way the workers listen (`--sockets`: a socket each with SO_REUSEPORT, o
 total, one worker holds every connection, and micro-batching makes a worker with more requests in
 flight more efficient per request, which flatters one worker against many.
 
-`--pin` gives N workers cores 0..N-1 and wrk the upper half of the machine's cores, so the server
-and the load generator never share a core and N workers have exactly N cores: the curve is then
-the server's own, not the test rig's.
+`--pin` gives N workers one hardware thread on each of N physical cores and wrk every thread of
+the other half of the cores (`bench.cpu_topology`), so the server and the load generator never
+share a core and N workers have exactly N cores: the curve is then the server's own, not the test
+rig's. The CPU topology is printed and written with the results.
 
     python -m bench.scaling --workers 1 2 4 8 --threads 8 --connections 256 --seconds 15 --pin
 """
@@ -30,6 +31,7 @@ from pathlib import Path
 import httpx
 import joblib
 
+from bench.cpu_topology import describe, physical_cores, pinning
 from bench.load import require_wrk, run_wrk
 from model_wrapper import FEATURE_NAMES
 from registry_scripts.dataset import load_frame
@@ -77,9 +79,14 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=None, help="write the results here as JSON")
     args = parser.parse_args()
     require_wrk()
-    cores = os.cpu_count() or 1
-    if args.pin and max(args.workers) > cores // 2:
-        raise SystemExit(f"--pin needs twice the largest worker count in cores; this machine has {cores}")
+    cores = physical_cores()
+    topology = describe(cores)
+    print(f"CPUs: {json.dumps(topology)}", flush=True)
+    if args.pin:
+        try:
+            pinning(max(args.workers), cores)
+        except ValueError as error:
+            raise SystemExit(f"--pin: {error}") from None
     work = Path(tempfile.mkdtemp(prefix="registry-serve-scaling-"))
     features, target, _ = load_frame()
     model_path = work / "model.joblib"
@@ -89,7 +96,6 @@ def main() -> int:
     body = work / "record.json"
     body.write_text(json.dumps(dict(zip(FEATURE_NAMES, features.iloc[0].tolist(), strict=True))))
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    wrk_cpus = f"{cores // 2}-{cores - 1}" if args.pin else None
     rows = []
     for mode in args.sockets:
         for workers in args.workers:
@@ -98,8 +104,10 @@ def main() -> int:
             settings = {"MODEL_URI": "", "MODEL_PATH": str(model_path), "WORKERS": str(workers),
                         "MODEL_POLL_SECONDS": "0", "REUSE_PORT": SOCKET_MODES[mode]}  # fmt: skip
             api = api_process(env, work / f"api-{mode}-{workers}.log", **settings)
+            wrk_cpus = None
             if args.pin:
-                api.command = ["taskset", "-c", f"0-{workers - 1}", *api.command]
+                server_cpus, wrk_cpus = pinning(workers, cores)
+                api.command = ["taskset", "-c", server_cpus, *api.command]
             with api:
                 _wait_for_workers(api, workers)
                 connections = (args.connections_per_worker or 0) * workers or args.connections
@@ -122,7 +130,7 @@ def main() -> int:
               f"{speedup / row['workers'] * min(args.workers):.0%} | {row['p50_ms']:.2f} | "
               f"{row['p99_ms']:.2f} | {row['errors']} |")  # fmt: skip
     if args.out is not None:
-        args.out.write_text(json.dumps({"cores": cores, "pinned": args.pin, "runs": rows}, indent=2))
+        args.out.write_text(json.dumps({**topology, "pinned": args.pin, "runs": rows}, indent=2))
     return 0 if all(row["errors"] == 0 for row in rows) else 1
 
 
