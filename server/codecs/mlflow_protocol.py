@@ -32,9 +32,9 @@ from mlflow.pyfunc.scoring_server import (
     parse_parquet_input,
     predictions_to_json,
 )
-from msgspec.structs import astuple
 
 from server.codecs.plain_split import PlainSplitReader
+from server.codecs.records import struct_rows
 from server.errors import ServingError, UnsupportedMediaType
 
 CSV = "text/csv"
@@ -150,7 +150,7 @@ class _FastDecoder:
         layout = given[0]
         try:
             if isinstance(layout, list):
-                return np.array([astuple(r) for r in layout], dtype=np.float64) if layout else None
+                return struct_rows(layout, len(self._names)) if layout else None
             if hasattr(layout, "data"):
                 return self._split(layout.columns, layout.data)
             columns = [getattr(layout, name) for name in self._names]

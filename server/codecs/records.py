@@ -85,9 +85,7 @@ class RecordCodec:
         except msgspec.MsgspecError:
             return self.batch_payload(json_text.decode(body), max_batch_size)
         _check_count(len(records), max_batch_size)
-        width = len(self.feature_names)
-        values = chain.from_iterable(map(astuple, records))
-        rows = np.fromiter(values, dtype=np.float64, count=len(records) * width).reshape(len(records), width)
+        rows = struct_rows(records, len(self.feature_names))
         return rows if _within_limit(rows) else self.batch_payload(json_text.decode(body), max_batch_size)
 
     def _record_problems(self, record: Any, index: int | None) -> list[Problem]:
@@ -141,6 +139,13 @@ class RecordCodec:
             raise InvalidInput.from_problems([Problem(reason, field="records")])
         _check_count(len(records), max_batch_size)
         return self._rows(records, indexed=True)
+
+
+def struct_rows(records: list[Any], width: int) -> np.ndarray:
+    """Decoded record structs (float fields, signature order) as an (n, width) float64 array:
+    `fromiter` over their values is a third faster than `np.array` of their tuples."""
+    values = chain.from_iterable(map(astuple, records))
+    return np.fromiter(values, dtype=np.float64, count=len(records) * width).reshape(len(records), width)
 
 
 def _check_count(count: int, max_batch_size: int) -> None:
