@@ -82,9 +82,11 @@ def _rows(names: list[object], data: simdjson.Array, brackets: int) -> tuple[lis
     width, count = len(names), len(data)
     if not count or not width or not all(type(name) is str for name in names):
         return None
-    # `as_buffer` flattens nested arrays, so nesting must be ruled out first. The columns, the
-    # data and its rows open `count + 2` arrays; any other `[` in the body (a nested array, an
-    # array in `params`, a bracket inside a string) can only add to that count, never hide one.
+    # `as_buffer` flattens nested arrays, so nesting must be ruled out first. When every row is an
+    # array, the columns, the data and its rows open `count + 2` arrays, and any other `[` in the
+    # body (a nested array, an array in `params`, a bracket inside a string) only adds to that.
+    # A row that is not an array (a number, a string, an object) either has no `len` or makes
+    # `as_buffer` raise: it takes numbers only, so no string can stand in for a missing bracket.
     if brackets != count + 2:
         return None
     if any(len(row) != width for row in data):
