@@ -2,7 +2,7 @@
 
 prometheus-client's multiprocess mode keeps one file of values per process, and adds up or takes
 the minimum over every file it finds. A worker that dies leaves its files: its last
-`requests_in_flight` would count for good, and a worker killed while loading would hold
+`prediction_requests_in_flight` would count for good, and a worker killed while loading would hold
 `model_loaded` at 0 and fire the model-not-loaded alert forever. `mark_process_dead` removes the
 files of the live-mode gauges; counters and histograms keep the dead worker's counts (they happened).
 """

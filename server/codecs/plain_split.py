@@ -27,6 +27,11 @@ _SPLIT_KEYS = frozenset({"columns", "data"})
 _NOT_PLAIN = (ValueError, TypeError, KeyError, IndexError, RuntimeError)
 
 
+# A split body names its layout within its first bytes (after `params`, if any): looking only
+# there spares every other body a scan of its whole length (130 µs for 1000 records). A split
+# whose key comes later (long `params` first) is left to the other readers.
+KEY_WINDOW_BYTES = 1024
+
 # Bodies up to this size share a parser that keeps its buffers; a larger one (up to
 # MAX_BODY_BYTES) gets a parser of its own, so one huge body does not hold tens of MB for good.
 REUSED_PARSER_MAX_BYTES = 1 << 20
@@ -53,7 +58,7 @@ class PlainSplitReader:
 
     def __call__(self, body: bytes) -> tuple[list[str], np.ndarray] | None:
         """(columns, (rows, columns) float64 array) for a plain `dataframe_split` body, else None."""
-        if b'"dataframe_split"' not in body:
+        if body.find(b'"dataframe_split"', 0, KEY_WINDOW_BYTES) < 0:
             return None
         parser = self._parser_for(len(body))
         try:

@@ -42,6 +42,7 @@ def test_plain_layouts_take_the_fast_path(codec: InvocationCodec, dataset: pd.Da
         _split(five[five.columns[::-1]]),
         _split(five.assign(extra=1.0)),
         _split(five, params={"x": 1}),
+        json.dumps({"params": {"note": "x" * 2000}, **json.loads(_split(five))}).encode(),
         json.dumps({"dataframe_records": five.to_dict("records")}).encode(),
         json.dumps({"instances": five.to_dict("records")}).encode(),
         json.dumps({"inputs": five.to_dict("records")}).encode(),

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from server.codecs.plain_split import REUSED_PARSER_MAX_BYTES, PlainSplitReader
+from server.codecs.plain_split import KEY_WINDOW_BYTES, REUSED_PARSER_MAX_BYTES, PlainSplitReader
 
 READ = PlainSplitReader()
 COLUMNS = ["a", "b", "c"]
@@ -136,6 +136,12 @@ NOT_PLAIN = {
 @pytest.mark.parametrize("body", NOT_PLAIN.values(), ids=NOT_PLAIN.keys())
 def test_what_is_not_plain_is_left_to_the_other_readers(body: bytes) -> None:
     assert READ(body) is None
+
+
+def test_a_split_named_after_the_key_window_is_left_to_the_other_readers() -> None:
+    body = json.dumps({"params": {"note": "x" * KEY_WINDOW_BYTES}, **json.loads(_body([[1.0, 2.0, 3.0]]))})
+
+    assert READ(body.encode()) is None
 
 
 def test_params_without_arrays_are_ignored() -> None:
