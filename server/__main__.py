@@ -28,7 +28,7 @@ from server.settings import ServerSettings
 
 def main() -> int:
     settings = ServerSettings()
-    configure_logging(settings.log_level, settings.log_format)
+    configure_logging(settings.log_level, settings.log_format, access_log=settings.access_log)
     apply_mlflow_client_settings(settings)
     if settings.workers > 1:
         shared = Path(tempfile.mkdtemp(prefix="registry-serve-"))

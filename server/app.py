@@ -115,7 +115,7 @@ def create_app(settings: ServerSettings, *, store: ModelStore | None = None) -> 
 def create_app_from_env() -> FastAPI:
     """The app as a process entry point builds it: settings and logging from the environment."""
     settings = ServerSettings()
-    configure_logging(settings.log_level, settings.log_format)
+    configure_logging(settings.log_level, settings.log_format, access_log=settings.access_log)
     return create_app(settings)
 
 

@@ -41,8 +41,14 @@ class JsonFormatter(logging.Formatter):
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
 
 
-def configure_logging(level: str, fmt: str) -> None:
-    """Route the server's and uvicorn's loggers to stderr in the chosen format."""
+def configure_logging(level: str, fmt: str, *, access_log: bool) -> None:
+    """Route the server's and uvicorn's loggers to stderr in the chosen format.
+
+    uvicorn writes an access line for a connection only while `uvicorn.access` has a handler, and
+    it removes that handler itself only when it configures logging after us (WORKERS=1). A worker
+    builds its app, and so calls this, after uvicorn has configured logging, so the access
+    setting is applied here too; without it, every worker logged every request at INFO.
+    """
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(RequestIdFilter())
     handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
@@ -51,3 +57,5 @@ def configure_logging(level: str, fmt: str) -> None:
         logger.handlers = [handler]
         logger.propagate = False
         logger.setLevel(level)
+    if not access_log:
+        logging.getLogger("uvicorn.access").handlers = []

@@ -86,6 +86,26 @@ def test_json_logs_carry_the_request_id(base_env: dict[str, str], champion_uri: 
     assert any(line["request_id"] == "json-log-1" for line in lines)
 
 
+@pytest.mark.parametrize("workers", ["1", "2"])
+@pytest.mark.parametrize("access_log", ["true", "false"])
+def test_access_log_setting_holds_for_every_worker_count(
+    base_env: dict[str, str], champion_uri: str, tmp_path: Path, access_log: str, workers: str
+) -> None:
+    settings = {"MODEL_URI": champion_uri, "WORKERS": workers, "ACCESS_LOG": access_log}
+    with api_process(base_env, tmp_path / "access.log", **settings) as server:
+        if workers != "1":  # ready means one worker answers; the other may still be loading
+            wait_for(
+                lambda: len(model_info_pids(httpx.get(f"{server.url}/metrics").text)) == int(workers),
+                60,
+                "every worker loaded",
+            )
+        for _ in range(10):  # a new connection each, so both workers answer some
+            assert httpx.post(f"{server.url}/predict", json=ROW).status_code == 200
+        time.sleep(0.3)
+        logged = [line for line in server.log().splitlines() if '"POST /predict HTTP/1.1" 200' in line]
+    assert len(logged) == (10 if access_log == "true" else 0)
+
+
 def test_two_workers_add_their_metrics_up(
     base_env: dict[str, str], champion_uri: str, tmp_path: Path
 ) -> None:
