@@ -4,12 +4,14 @@ A record is a JSON object mapping each feature name to a number. Anything else i
 a `Problem` naming the field (and the record index in a batch); every problem in the request is
 reported, up to `MAX_PROBLEMS`, so a client can fix them all at once.
 
-Two readers give one verdict. msgspec decodes a clean body straight into typed records, in C,
-and numpy checks the range of the whole array in one pass; together they accept only what the
-rules accept (numbers within ±1e100, no booleans, no NaN or infinities, no missing or unknown
-fields). Whatever they refuse is read again with orjson and checked field by field here, which
-accepts what the rules allow and msgspec does not (integers too large for it) and names every
-problem in what they refuse. (A range bound inside msgspec's types costs a fifth of the decode.)
+Three readers give one verdict. A plain batch is scanned straight into its rows by compiled code
+(`plain_records`), which takes only bodies it can prove plain. msgspec decodes any other clean
+body straight into typed records, in C. numpy checks the range of the whole array in one pass.
+Together they accept only what the rules accept (numbers within ±1e100, no booleans, no NaN or
+infinities, no missing or unknown fields). Whatever they refuse is read again with orjson and
+checked field by field here, which accepts what the rules allow and msgspec does not (integers
+too large for it) and names every problem in what they refuse. (A range bound inside msgspec's
+types costs a fifth of the decode.)
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import numpy as np
 from msgspec.structs import astuple
 
 from server.codecs import json_text
+from server.codecs.plain_records import PlainRecordsReader
 from server.errors import InvalidInput, Problem
 
 MAX_PROBLEMS = 50
@@ -69,6 +72,7 @@ class RecordCodec:
         batch = msgspec.defstruct("Batch", [("records", list[record])], forbid_unknown_fields=True, gc=False)
         self._decode_record = msgspec.json.Decoder(record).decode
         self._decode_batch = msgspec.json.Decoder(batch).decode
+        self._plain = PlainRecordsReader(feature_names)
 
     def single(self, body: bytes) -> np.ndarray:
         """The /predict body (one record) as a (1, features) array."""
@@ -80,6 +84,13 @@ class RecordCodec:
 
     def batch(self, body: bytes, max_batch_size: int) -> np.ndarray:
         """The /batch-predict body (`{"records": [...]}`) as an (n, features) array."""
+        rows = self._plain.read(body, max_batch_size)
+        if rows is not None and _within_limit(rows):
+            return rows
+        return self._decoded_batch(body, max_batch_size)
+
+    def _decoded_batch(self, body: bytes, max_batch_size: int) -> np.ndarray:
+        """`batch` by msgspec, then by the detailed check: every body the scanner did not take."""
         try:
             records = self._decode_batch(body).records
         except msgspec.MsgspecError:

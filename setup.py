@@ -1,0 +1,17 @@
+"""The one compiled module (the plain-records reader, `server/codecs/_records_reader.c`).
+
+Everything else about the distribution is declared in setup.cfg; setuptools reads extension
+modules from here only.
+"""
+
+from setuptools import Extension, setup
+
+setup(
+    ext_modules=[
+        Extension(
+            "server.codecs._records_reader",
+            sources=["server/codecs/_records_reader.c"],
+            extra_compile_args=["-O2", "-Wall", "-Wextra"],
+        )
+    ]
+)
