@@ -7,10 +7,16 @@
 
 FROM python:3.11.11-slim-bookworm AS build-base
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
+# The records reader (server/codecs/_records_reader.c) is compiled here; the compiler stays in
+# this stage. Debian's stable gcc is the toolchain wanted, so its version is left to the base image.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
-COPY constraints.txt setup.cfg pyproject.toml README.md ./
+COPY constraints.txt setup.cfg setup.py pyproject.toml README.md ./
 COPY model_wrapper ./model_wrapper
 COPY server ./server
 COPY registry_scripts ./registry_scripts

@@ -67,7 +67,7 @@ static inline int take(Cursor *c, char ch) {
 
 static inline int is_digit(char ch) { return ch >= '0' && ch <= '9'; }
 
-/* A string with no escape and no control character; *text/*length point into the body. */
+/* A string with no escape and no control character; `text` and `length` locate it in the body. */
 static int read_key(Cursor *c, const char **text, Py_ssize_t *length) {
     skip_space(c);
     if (c->p >= c->end || *c->p != '"') {
@@ -332,8 +332,11 @@ static PyMethodDef methods[] = {
 };
 
 static struct PyModuleDef module_def = {
-    PyModuleDef_HEAD_INIT, "_records_reader", "Plain /batch-predict records straight into float64 rows.", -1,
-    methods,
+    PyModuleDef_HEAD_INIT,
+    .m_name = "_records_reader",
+    .m_doc = "Plain /batch-predict records straight into float64 rows.",
+    .m_size = -1,
+    .m_methods = methods,
 };
 
 PyMODINIT_FUNC PyInit__records_reader(void) { return PyModule_Create(&module_def); }
