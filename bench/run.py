@@ -154,6 +154,41 @@ class Bench:
             flush=True,
         )
 
+    def interleaved(
+        self, scenario: str, servers: dict[str, str], body: str, connections: int, rounds: int = 5
+    ) -> None:
+        """`scenario` for each server in short runs taken in turns (A B, B A, ...), so that a drift
+        of the machine's speed within the run falls on both alike; p50 and p99 are the medians
+        of the rounds'. For comparisons within a few per cent, which one run apiece cannot make."""
+        per_round = max(1.0, self.seconds / rounds)
+        names = list(servers)
+        results: dict[str, list[LoadResult]] = {name: [] for name in names}
+        for name in names:
+            run_wrk(servers[name], self.bodies[body], seconds=1, connections=connections, content_type=JSON)
+        for turn in range(rounds):
+            for name in names if turn % 2 == 0 else reversed(names):
+                results[name].append(
+                    run_wrk(
+                        servers[name], self.bodies[body], seconds=per_round, connections=connections,
+                        content_type=JSON,
+                    )
+                )  # fmt: skip
+        for name in names:
+            runs = results[name]
+            result = LoadResult(
+                requests=sum(r.requests for r in runs),
+                seconds=sum(r.seconds for r in runs),
+                p50_ms=statistics.median(r.p50_ms for r in runs),
+                p99_ms=statistics.median(r.p99_ms for r in runs),
+                errors=sum(r.errors for r in runs),
+            )
+            self.report.rows.append(Row(scenario, name, 1, result))
+            print(
+                f"  {scenario:<28} {name:<22} {result.rps:>9.1f} req/s  p50 {result.p50_ms:7.2f} ms  "
+                f"p99 {result.p99_ms:7.2f} ms  errors {result.errors}  ({rounds} rounds in turns)",
+                flush=True,
+            )
+
     def startup(self, name: str, make: Callable[[], ServerProcess], runs: int = 3) -> None:
         times = []
         for _ in range(runs):
@@ -223,16 +258,13 @@ def run(seconds: float, connections: int, out: Path) -> Report:
             bench.load("predict 1 row", "bare FastAPI route", f"{baseline.url}/predict", "record_1", 1)
             bench.load("predict 1 row", "registry-serve", f"{ours.url}/predict", "record_1", 1)
             bench.load("predict 1 row", "registry-serve unbatched", f"{unbatched.url}/predict", "record_1", 1)
-            bench.load(
-                "predict 1 row, 1 connection", "registry-serve", f"{ours.url}/predict", "record_1", 1, 1
-            )
-            bench.load(
+            # Idle latency, batching on against off: within a few per cent, so taken in turns.
+            idle = {"registry-serve": ours, "registry-serve unbatched": unbatched}
+            bench.interleaved(
                 "predict 1 row, 1 connection",
-                "registry-serve unbatched",
-                f"{unbatched.url}/predict",
+                {name: f"{server.url}/predict" for name, server in idle.items()},
                 "record_1",
-                1,
-                1,
+                connections=1,
             )
             bench.report.rss_mib = {
                 "mlflow models serve": worker_rss_mib(theirs),
