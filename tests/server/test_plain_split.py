@@ -16,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from server.codecs.plain_split import KEY_WINDOW_BYTES, REUSED_PARSER_MAX_BYTES, PlainSplitReader
+from tests.server.json_numbers import NUMBER_TEXTS
 
 READ = PlainSplitReader()
 COLUMNS = ["a", "b", "c"]
@@ -77,21 +78,7 @@ def test_a_body_too_large_for_the_shared_parser_reads_the_same() -> None:
     assert READ(_body([[1.0, 2.0, 3.0]])) is not None  # the shared parser is still free
 
 
-@pytest.mark.parametrize(
-    "text",
-    [
-        "-0",
-        "-0.0",
-        "1E2",
-        "1e-400",
-        "9007199254740993",
-        "18446744073709551615",
-        "-9223372036854775808",
-        "2.2250738585072011e-308",
-        "0.1",
-        "123456789.123456789e-3",
-    ],
-)
+@pytest.mark.parametrize("text", NUMBER_TEXTS)
 def test_numbers_read_as_pythons_json_reads_them(text: str) -> None:
     body = b'{"dataframe_split": {"columns": ["a"], "data": [[%s]]}}' % text.encode()
 
