@@ -3,7 +3,8 @@
 Two ways through:
 - the fast path: a JSON body in one of MLflow's four layouts whose values are all plain numbers,
   for a model with the numpy entry point, goes straight to a float64 array (simdjson for
-  `dataframe_split`, msgspec for the others, both in C);
+  `dataframe_split`, our compiled scanner for a list of records, msgspec for what those two
+  leave, all in C);
 - everything else (CSV, Parquet, strings that MLflow would coerce, nulls, `index`, other models)
   goes through MLflow's own parsers and `PyFuncModel.predict`, so MLflow decides what it accepts.
 
@@ -33,6 +34,7 @@ from mlflow.pyfunc.scoring_server import (
     predictions_to_json,
 )
 
+from server.codecs.plain_records import PlainRecordsReader
 from server.codecs.plain_split import PlainSplitReader
 from server.codecs.records import struct_rows
 from server.errors import ServingError, UnsupportedMediaType
@@ -126,11 +128,16 @@ class _FastDecoder:
         self._name_set = frozenset(names)
         self._decode = msgspec.json.Decoder(request).decode
         self._plain_split = PlainSplitReader()
+        # The layouts that are a list of records (MLflow reads `inputs` so when it is a list).
+        self._plain_records = PlainRecordsReader(names, keys=("dataframe_records", "instances", "inputs"))
 
     def __call__(self, body: bytes) -> np.ndarray | None:
         split = self._plain_split(body)
         if split is not None:
             return self._in_signature_order(*split)
+        records = self._plain_records.read(body)
+        if records is not None:
+            return records
         try:
             request = self._decode(body)
         except msgspec.MsgspecError:

@@ -1,13 +1,15 @@
-"""A plain /batch-predict body read by the compiled scanner straight into float64 rows.
+"""A plain records body read by the compiled scanner straight into float64 rows.
 
 msgspec decodes a 1000-record body into 1000 structs of 30 Python floats, and numpy then copies
 those 30,000 floats into the array: 1.35 ms of a 1.9 ms request. `_records_reader` (C, in this
 folder) scans the body's bytes and writes each number into the array where it belongs, with no
 object per value.
 
-The scanner only proves a body plain (`{"records": [...]}`, every record exactly the model's
-features, every value a JSON number) and returns None for anything else; `RecordCodec` then reads
-the body with msgspec and its detailed check, which name the problem. Its numbers are the ones
+The scanner only proves a body plain (one top-level key, `{"records": [...]}` on /batch-predict or
+MLflow's `dataframe_records`, `instances` or `inputs` on /invocations; every record exactly the
+model's features; every value a JSON number) and returns None for anything else. The caller then
+reads the body as before: `RecordCodec` with msgspec and its detailed check, which name the
+problem; /invocations with msgspec, then MLflow's own parsers. Its numbers are the ones
 Python's `json` and `float` give (correctly rounded; integers as `float(int)`), so a body reads to
 the same array whichever reader takes it (a property test holds the two to that, bit for bit).
 """
@@ -20,20 +22,24 @@ from server.codecs._records_reader import read_records
 
 
 class PlainRecordsReader:
-    """Reads plain records bodies for one model's features, in signature order."""
+    """Reads plain records bodies under one of `keys` for one model's features, in signature order."""
 
-    def __init__(self, feature_names: tuple[str, ...]) -> None:
+    def __init__(self, feature_names: tuple[str, ...], keys: tuple[str, ...]) -> None:
         self._names = tuple(name.encode() for name in feature_names)
+        self._keys = tuple(key.encode() for key in keys)
         self._width = len(feature_names)
 
-    def read(self, body: bytes, max_records: int) -> np.ndarray | None:
+    def read(self, body: bytes, max_records: int | None = None) -> np.ndarray | None:
         """The records as an (n, features) array, or None when the body is not plain or holds
         more than `max_records` records (the general reader then says what is wrong)."""
         # A field takes at least 4 bytes (`"":0`), so no body holds more records than this: the
-        # rows are written in place and returned as a view, never copied.
-        capacity = min(len(body) // (4 * self._width), max_records)
+        # rows are written in place and returned as a view, never copied. (Memory the scanner
+        # does not reach is never touched, so a generous bound costs address space only.)
+        capacity = len(body) // (4 * self._width)
+        if max_records is not None:
+            capacity = min(capacity, max_records)
         if capacity < 1:
             return None
         rows = np.empty((capacity, self._width), dtype=np.float64)
-        count = read_records(body, self._names, rows)
+        count = read_records(body, self._keys, self._names, rows)
         return rows[:count] if count > 0 else None

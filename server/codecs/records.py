@@ -72,7 +72,7 @@ class RecordCodec:
         batch = msgspec.defstruct("Batch", [("records", list[record])], forbid_unknown_fields=True, gc=False)
         self._decode_record = msgspec.json.Decoder(record).decode
         self._decode_batch = msgspec.json.Decoder(batch).decode
-        self._plain = PlainRecordsReader(feature_names)
+        self._plain = PlainRecordsReader(feature_names, keys=("records",))
 
     def single(self, body: bytes) -> np.ndarray:
         """The /predict body (one record) as a (1, features) array."""

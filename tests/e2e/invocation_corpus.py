@@ -69,6 +69,15 @@ def valid_cases(rows: pd.DataFrame) -> Iterator[Case]:
         JSON,
         _j({"dataframe_records": five.assign(extra=2.0).to_dict(orient="records")}),
     )
+    shuffled = [dict(reversed(record.items())) for record in five.to_dict(orient="records")]
+    yield "records shuffled keys", JSON, _j({"dataframe_records": shuffled})
+    compact = json.dumps({"dataframe_records": one.to_dict(orient="records")}, separators=(",", ":"))
+    yield "records compact", JSON, compact.encode()
+    one_record = _j({"dataframe_records": one.to_dict("records")})
+    yield "records number forms", JSON, one_record.replace(b"17.99", b"1799E-2").replace(b"10.38", b"-0")
+    yield "records underflow", JSON, one_record.replace(b"17.99", b"1e-400")
+    yield "records large integer", JSON, one_record.replace(b"1001.0", b"%d" % 10**20)
+    yield "records integers", JSON, _j({"dataframe_records": five.round().astype(int).to_dict("records")})
     yield "instances records", JSON, _j({"instances": five.to_dict(orient="records")})
     yield "inputs records", JSON, _j({"inputs": five.to_dict(orient="records")})
     yield "inputs columns", JSON, _j({"inputs": five.to_dict(orient="list")})

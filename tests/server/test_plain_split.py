@@ -78,7 +78,7 @@ def test_a_body_too_large_for_the_shared_parser_reads_the_same() -> None:
     assert READ(_body([[1.0, 2.0, 3.0]])) is not None  # the shared parser is still free
 
 
-@pytest.mark.parametrize("text", NUMBER_TEXTS)
+@pytest.mark.parametrize("text", [*NUMBER_TEXTS, "18446744073709551615"])
 def test_numbers_read_as_pythons_json_reads_them(text: str) -> None:
     body = b'{"dataframe_split": {"columns": ["a"], "data": [[%s]]}}' % text.encode()
 
