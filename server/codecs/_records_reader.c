@@ -19,11 +19,13 @@
  * multiplication or division of two exact doubles); any other goes through CPython's own
  * correctly rounded PyOS_string_to_double. Integers convert as Python's float(int) does ("-0"
  * is 0.0). Not plain: integers of more than 19 digits and numbers beyond a double, which msgspec
- * (the reader this one stands in front of) does not read as doubles either.
+ * (the reader this one stands in front of) does not read as doubles either, and any number
+ * longer than MAX_NUMBER_CHARS.
  *
- * Safety: every read is bounded by the body's length and every write by the output buffer's;
- * the body is never written and needs no terminating NUL (a slow-path number is copied into a
- * bounded, terminated buffer first).
+ * Safety: every read is bounded by the body's length and every write by the output buffer's,
+ * which must be an aligned, C-contiguous float64 buffer of whole rows; the body is never written
+ * and needs no terminating NUL (a slow-path number is copied into a bounded, terminated buffer
+ * first). The feature names must be distinct and need no escapes, or no body is plain.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -191,6 +193,11 @@ static int read_number(Cursor *c, double *out) {
         exponent += exponent_negative ? -written : written;
     }
     c->p = p;
+    if (p - start > MAX_NUMBER_CHARS) {
+        /* Not only for the copy below: a long run of fraction zeros would also cancel against a
+         * huge exponent, whose digits are counted only up to a cap, and fake a small one. */
+        return 0;
+    }
     if (integer && !exact) {
         return 0; /* more than 19 digits */
     }
@@ -325,6 +332,18 @@ static int borrow_names(PyObject *tuple, Name *out) {
     return 1;
 }
 
+/* Whether no two names are equal: with a repeated name, "each name once" could not be checked. */
+static int distinct(const Name *names, Py_ssize_t width) {
+    for (Py_ssize_t i = 0; i < width; i++) {
+        for (Py_ssize_t j = i + 1; j < width; j++) {
+            if (names[i].length == names[j].length && same_bytes(names[i].text, names[j].text, names[i].length)) {
+                return 0;
+            }
+        }
+    }
+    return 1;
+}
+
 PyDoc_STRVAR(read_records_doc,
              "read_records(body, keys, names, out, /) -> int\n\n"
              "Fill `out` (a writable C-contiguous float64 buffer of rows of len(names) values) from a "
@@ -335,17 +354,25 @@ PyDoc_STRVAR(read_records_doc,
 static PyObject *read_records(PyObject *module, PyObject *args) {
     (void)module;
     Py_buffer body, out;
-    PyObject *keys, *names;
-    if (!PyArg_ParseTuple(args, "y*O!O!w*:read_records", &body, &PyTuple_Type, &keys, &PyTuple_Type, &names,
-                          &out)) {
+    PyObject *keys, *names, *out_object;
+    if (!PyArg_ParseTuple(args, "y*O!O!O:read_records", &body, &PyTuple_Type, &keys, &PyTuple_Type, &names,
+                          &out_object)) {
+        return NULL;
+    }
+    if (PyObject_GetBuffer(out_object, &out, PyBUF_WRITABLE | PyBUF_FORMAT | PyBUF_C_CONTIGUOUS) < 0) {
+        PyBuffer_Release(&body);
         return NULL;
     }
     Py_ssize_t key_count = PyTuple_GET_SIZE(keys), width = PyTuple_GET_SIZE(names), rows = NOT_PLAIN;
     Name *top_keys = NULL, *columns = NULL;
     unsigned char *seen = NULL;
-    if (key_count == 0 || width == 0 || out.len % ((Py_ssize_t)sizeof(double) * width) != 0 ||
-        !PyBuffer_IsContiguous(&out, 'C')) {
-        PyErr_SetString(PyExc_ValueError, "keys, names and whole float64 rows of out are required");
+    const char *format = out.format != NULL ? out.format : "B";
+    if (format[0] == '=' || format[0] == '@' || (format[0] == '<' && PY_LITTLE_ENDIAN)) {
+        format++; /* native doubles, however the exporter spells their byte order */
+    }
+    if (key_count == 0 || width == 0 || strcmp(format, "d") != 0 || out.itemsize != (Py_ssize_t)sizeof(double) ||
+        out.len % ((Py_ssize_t)sizeof(double) * width) != 0 || (uintptr_t)out.buf % _Alignof(double) != 0) {
+        PyErr_SetString(PyExc_ValueError, "keys, names and an aligned float64 buffer of whole rows are required");
         goto done;
     }
     top_keys = PyMem_Malloc(sizeof(Name) * (size_t)key_count);
@@ -355,7 +382,7 @@ static PyObject *read_records(PyObject *module, PyObject *args) {
         PyErr_NoMemory();
         goto done;
     }
-    if (!borrow_names(keys, top_keys) || !borrow_names(names, columns)) {
+    if (!borrow_names(keys, top_keys) || !borrow_names(names, columns) || !distinct(columns, width)) {
         goto done;
     }
     Cursor cursor = {(const char *)body.buf, (const char *)body.buf + body.len};

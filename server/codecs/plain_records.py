@@ -28,14 +28,17 @@ class PlainRecordsReader:
         self._names = tuple(name.encode() for name in feature_names)
         self._keys = tuple(key.encode() for key in keys)
         self._width = len(feature_names)
+        # Each field is at least its name, two quotes, a colon and a digit: the most records a
+        # body of n bytes can hold is n // this.
+        self._min_record_bytes = max(1, sum(len(name) + 4 for name in self._names))
 
     def read(self, body: bytes, max_records: int | None = None) -> np.ndarray | None:
         """The records as an (n, features) array, or None when the body is not plain or holds
         more than `max_records` records (the general reader then says what is wrong)."""
-        # A field takes at least 4 bytes (`"":0`), so no body holds more records than this: the
-        # rows are written in place and returned as a view, never copied. (Memory the scanner
-        # does not reach is never touched, so a generous bound costs address space only.)
-        capacity = len(body) // (4 * self._width)
+        # No body holds more records than this, so the rows are written in place and returned as
+        # a view, never copied. (Rows the scanner does not reach are never touched: what the
+        # bound over-counts costs address space, not memory.)
+        capacity = len(body) // self._min_record_bytes
         if max_records is not None:
             capacity = min(capacity, max_records)
         if capacity < 1:

@@ -17,6 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from server.codecs._records_reader import read_records
 from server.codecs.plain_records import PlainRecordsReader
 from tests.server.json_samples import NUMBER_TEXTS, ODD_VALUES
 
@@ -159,6 +160,11 @@ NOT_PLAIN = {
     "an empty exponent": b'{"records": [{"a": 1e, "bb": 2, "c": 3}]}',
     "a hexadecimal number": b'{"records": [{"a": 0x10, "bb": 2, "c": 3}]}',
     "a number too long to be plain": b'{"records": [{"a": 1.%s, "bb": 2, "c": 3}]}' % (b"0" * 500),
+    # Leading fraction zeros that would cancel against an exponent counted only to a cap.
+    "fraction zeros against a huge exponent": b'{"records": [{"a": 0.%s1e1000000, "bb": 2, "c": 3}]}'
+    % (b"0" * 99999),
+    "a long number the fast path could read": b'{"records": [{"a": 0.%s1e501, "bb": 2, "c": 3}]}'
+    % (b"0" * 500),
     "an integer of 20 digits": b'{"records": [{"a": 18446744073709551615, "bb": 2, "c": 3}]}',
     "a number beyond a double": b'{"records": [{"a": 1e400, "bb": 2, "c": 3}]}',
     "a negative number beyond a double": b'{"records": [{"a": -1e400, "bb": 2, "c": 3}]}',
@@ -192,6 +198,29 @@ def test_a_feature_name_that_needs_escapes_leaves_every_body_to_the_other_reader
     body = json.dumps({"records": [{"a": 1, name: 2}]}).encode()
 
     assert reader.read(body, MAX) is None
+
+
+def test_a_repeated_feature_name_leaves_every_body_to_the_other_readers() -> None:
+    reader = PlainRecordsReader(("a", "a"), keys=("records",))
+
+    assert reader.read(b'{"records": [{"a": 1, "a": 2}]}', MAX) is None
+
+
+@pytest.mark.parametrize(
+    "out",
+    [
+        np.empty((2, 3), dtype=np.float32),
+        np.empty((3, 2), dtype=np.float64).T,
+        np.empty(7, dtype=np.float64)[1:].reshape(2, 3)[:, ::1].copy().view(np.int64),
+        memoryview(bytearray(6 * 8 + 1))[1:],
+    ],
+    ids=["float32", "not contiguous", "int64", "misaligned bytes"],
+)
+def test_the_scanner_writes_only_into_an_aligned_contiguous_float64_buffer(out: Any) -> None:
+    body = _body([_record(1, 2, 3)])
+
+    with pytest.raises((ValueError, BufferError)):
+        read_records(body, (b"records",), tuple(name.encode() for name in NAMES), out)
 
 
 def test_non_ascii_feature_names_are_matched_as_utf8() -> None:
