@@ -25,7 +25,8 @@
  * Safety: every read is bounded by the body's length and every write by the output buffer's,
  * which must be an aligned, C-contiguous float64 buffer of whole rows; the body is never written
  * and needs no terminating NUL (a slow-path number is copied into a bounded, terminated buffer
- * first). The feature names must be distinct and need no escapes, or no body is plain.
+ * first). The caller passes feature names that are distinct and need no escapes (no quote,
+ * backslash or control character): `PlainRecordsReader` checks that once per model.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -209,12 +210,10 @@ static int read_number(Cursor *c, double *out) {
         *out = negative && !(integer && mantissa == 0) ? -value : value; /* float(int("-0")) is 0.0 */
         return 1;
     }
+    /* An integer gets here only above 2**53, so no zero needs its sign fixed. */
     double value;
     if (!convert_slowly(start, p, &value) || !isfinite(value)) {
         return 0;
-    }
-    if (integer && value == 0.0) {
-        value = 0.0; /* float(int("-0")) is 0.0, not -0.0 */
     }
     *out = value;
     return 1;
@@ -239,8 +238,8 @@ static inline int same_bytes(const char *a, const char *b, Py_ssize_t length) {
 }
 
 /* The column whose key comes next. Records usually list the features in order, so the key is
- * first compared in place with `guess`'s name (safe: names hold no quote, backslash or control
- * character, see read_records); any other key is read as a string and looked up. */
+ * first compared in place with `guess`'s name (right because names hold no quote, backslash or
+ * control character); any other key is read as a string and looked up. */
 static Py_ssize_t read_column(Cursor *c, const Name *names, Py_ssize_t width, Py_ssize_t guess) {
     skip_space(c);
     if (guess < width) {
@@ -310,9 +309,7 @@ static Py_ssize_t scan(Cursor *c, const Name *keys, Py_ssize_t key_count, const 
     return c->p == c->end ? rows : NOT_PLAIN;
 }
 
-/* Points `out[i]` at the i-th bytes object of `tuple`; 0 (TypeError set) when one is not bytes,
- * 0 without an error when one holds a quote, a backslash or a control character: a key naming it
- * would need escapes, which are never plain, and read_column compares names in place. */
+/* Points `out[i]` at the i-th bytes object of `tuple`; 0 (TypeError set) when one is not bytes. */
 static int borrow_names(PyObject *tuple, Name *out) {
     for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(tuple); i++) {
         PyObject *name = PyTuple_GET_ITEM(tuple, i);
@@ -322,24 +319,6 @@ static int borrow_names(PyObject *tuple, Name *out) {
         }
         out[i].text = PyBytes_AS_STRING(name);
         out[i].length = PyBytes_GET_SIZE(name);
-        for (Py_ssize_t k = 0; k < out[i].length; k++) {
-            unsigned char ch = (unsigned char)out[i].text[k];
-            if (ch == '"' || ch == '\\' || ch < 0x20) {
-                return 0;
-            }
-        }
-    }
-    return 1;
-}
-
-/* Whether no two names are equal: with a repeated name, "each name once" could not be checked. */
-static int distinct(const Name *names, Py_ssize_t width) {
-    for (Py_ssize_t i = 0; i < width; i++) {
-        for (Py_ssize_t j = i + 1; j < width; j++) {
-            if (names[i].length == names[j].length && same_bytes(names[i].text, names[j].text, names[i].length)) {
-                return 0;
-            }
-        }
     }
     return 1;
 }
@@ -349,7 +328,7 @@ PyDoc_STRVAR(read_records_doc,
              "Fill `out` (a writable C-contiguous float64 buffer of rows of len(names) values) from a "
              "plain records body under one of the top-level `keys`; return the number of records, or -1 "
              "when the body is not plain (or has more records than `out` holds). `keys` and `names` are "
-             "tuples of UTF-8 bytes.");
+             "tuples of UTF-8 bytes; the names distinct, with no quote, backslash or control character.");
 
 static PyObject *read_records(PyObject *module, PyObject *args) {
     (void)module;
@@ -382,7 +361,7 @@ static PyObject *read_records(PyObject *module, PyObject *args) {
         PyErr_NoMemory();
         goto done;
     }
-    if (!borrow_names(keys, top_keys) || !borrow_names(names, columns) || !distinct(columns, width)) {
+    if (!borrow_names(keys, top_keys) || !borrow_names(names, columns)) {
         goto done;
     }
     Cursor cursor = {(const char *)body.buf, (const char *)body.buf + body.len};

@@ -28,6 +28,12 @@ class PlainRecordsReader:
         self._names = tuple(name.encode() for name in feature_names)
         self._keys = tuple(key.encode() for key in keys)
         self._width = len(feature_names)
+        # The scanner needs each name once, and compares names in place with the body's bytes, so
+        # a name a key could only spell with escapes (a quote, backslash or control character)
+        # would be misread: with such names no body is plain. Checked once, here, per model.
+        self._usable = len(set(self._names)) == len(self._names) and not any(
+            byte in b'"\\' or byte < 0x20 for name in self._names for byte in name
+        )
         # Each field is at least its name, two quotes, a colon and a digit: the most records a
         # body of n bytes can hold is n // this.
         self._min_record_bytes = max(1, sum(len(name) + 4 for name in self._names))
@@ -41,7 +47,7 @@ class PlainRecordsReader:
         capacity = len(body) // self._min_record_bytes
         if max_records is not None:
             capacity = min(capacity, max_records)
-        if capacity < 1:
+        if capacity < 1 or not self._usable:
             return None
         rows = np.empty((capacity, self._width), dtype=np.float64)
         count = read_records(body, self._keys, self._names, rows)
