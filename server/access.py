@@ -1,7 +1,7 @@
 """Access control and load shedding, as pure ASGI middleware on both the fast lane and FastAPI.
 
-`AccessMiddleware`: each route's scope (`required_scope`), the caller's credential, and the
-caller's rate limit. `AdmissionMiddleware`: at most MAX_CONCURRENT_REQUESTS prediction requests
+`AccessMiddleware`: each route's scope (`required_scope`), the caller's credential, the
+caller's rate limit, and a limit on failed credentials per client address. `AdmissionMiddleware`: at most MAX_CONCURRENT_REQUESTS prediction requests
 in progress (more get 503 with Retry-After at once) and none longer than REQUEST_TIMEOUT_SECONDS
 (504). Refusals use the one error body, with the request id.
 """
@@ -14,12 +14,12 @@ from starlette._utils import get_route_path
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from server.auth import Authenticator, authorize
+from server.auth import Authenticator, Principal, Unauthenticated, authorize
 from server.error_handlers import ERROR_CODE_STATE, error_response
 from server.errors import Overloaded, RateLimited, RequestTimeout, ServingError
 from server.in_flight import InFlight
 from server.metrics import PREDICTION_ENDPOINTS
-from server.rate_limit import Limiter
+from server.rate_limit import FailedCredentialLimiter, Limiter
 
 OPEN_PATHS = frozenset(
     {"/health", "/ping", "/webhooks/mlflow", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
@@ -48,12 +48,18 @@ class AccessMiddleware:
     """Authenticates and rate-limits every request to a route that needs a scope."""
 
     def __init__(
-        self, app: ASGIApp, authenticator: Authenticator | None, limiter: Limiter | None, metrics_auth: bool
+        self,
+        app: ASGIApp,
+        authenticator: Authenticator | None,
+        limiter: Limiter | None,
+        metrics_auth: bool,
+        failed_credentials: FailedCredentialLimiter | None = None,
     ) -> None:
         self.app = app
         self._authenticator = authenticator
         self._limiter = limiter
         self._metrics_auth = metrics_auth
+        self._failed_credentials = failed_credentials
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] == "OPTIONS":
@@ -67,12 +73,11 @@ class AccessMiddleware:
             return
         try:
             if self._authenticator is not None:
-                principal = self._authenticator.authenticate(Headers(scope=scope))
+                principal = await self._authenticate(self._authenticator, scope)
                 authorize(principal, required)
                 caller = principal.name
             else:
-                client = scope.get("client")
-                caller = f"address:{client[0] if client else 'unknown'}"
+                caller = f"address:{client_address(scope)}"
             if self._limiter is not None and required != "metrics":
                 decision = await self._limiter.acquire(caller)
                 if not decision.allowed:
@@ -81,6 +86,35 @@ class AccessMiddleware:
             await _refuse(scope, receive, send, error)
             return
         await self.app(scope, receive, send)
+
+    async def _authenticate(self, authenticator: Authenticator, scope: Scope) -> Principal:
+        """The caller, unless the credential fails or its address failed too often lately."""
+        failures = self._failed_credentials
+        if failures is None:
+            return authenticator.authenticate(Headers(scope=scope))
+        address = client_address(scope)
+        blocked = failures.blocked(address)
+        if blocked is not None:
+            raise TooManyFailures(blocked)
+        try:
+            return authenticator.authenticate(Headers(scope=scope))
+        except Unauthenticated:
+            blocked = await failures.record_failure(address)
+            if blocked is not None:
+                raise TooManyFailures(blocked) from None
+            raise
+
+
+class TooManyFailures(RateLimited):
+    """Too many failed credentials from one client address: it waits before it may try again."""
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(retry_after, "too many failed credentials from this address")
+
+
+def client_address(scope: Scope) -> str:
+    client = scope.get("client")
+    return client[0] if client else "unknown"
 
 
 class AdmissionMiddleware:

@@ -48,7 +48,7 @@ def load_initial_model(settings: ServerSettings, loader: ModelLoader) -> LoadedM
     """The model to start with: MODEL_URI (retried for MODEL_LOAD_TIMEOUT), else MODEL_PATH."""
     if settings.model_uri:
         return load_with_retry(lambda: loader.load_uri(settings.model_uri), settings.model_load_timeout)
-    return loader.load_local_estimator(settings.model_path)
+    return loader.load_local_estimator(settings.model_path, allow_pickle=settings.allow_pickled_models)
 
 
 def create_app(settings: ServerSettings, *, store: ModelStore | None = None) -> FastAPI:
@@ -97,7 +97,13 @@ def create_app(settings: ServerSettings, *, store: ModelStore | None = None) -> 
         metrics_routes.router,
     ):
         app.include_router(router)
-    stack = build_stack(settings, services.authenticator, services.limiter, services.in_flight)
+    stack = build_stack(
+        settings,
+        services.authenticator,
+        services.limiter,
+        services.in_flight,
+        failed_credentials=services.failed_credentials,
+    )
     for middleware in reversed(stack):  # add_middleware puts the last one added outermost
         app.add_middleware(middleware.cls, *middleware.args, **middleware.kwargs)
     app.install_fast_lane(

@@ -9,21 +9,18 @@ claim. Keys and tokens are never logged.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
 import jwt
 
+from server.credentials import SCOPES, Credentials, digest
 from server.errors import ServingError
 
-SCOPES = frozenset({"predict", "admin", "metrics"})
 API_KEY_HEADER = "x-api-key"
 _JWT_SHAPE = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$")
-_DIGEST = re.compile(r"^[0-9a-f]{64}$")
 
 
 class Unauthenticated(ServingError):
@@ -46,32 +43,6 @@ class Principal:
 
     name: str
     scopes: frozenset[str]
-
-
-def digest(key: str) -> str:
-    """The SHA-256 hex digest API_KEYS holds for `key` (`printf %s KEY | python -m server.auth`)."""
-    return hashlib.sha256(key.encode()).hexdigest()
-
-
-def parse_api_keys(text: str) -> dict[str, Principal]:
-    """`name:digest:scope+scope` entries, comma- or newline-separated -> principals by digest."""
-    keys: dict[str, Principal] = {}
-    for entry in re.split(r"[,\n]", text):
-        entry = entry.strip()
-        if not entry or entry.startswith("#"):
-            continue
-        parts = entry.split(":")
-        if len(parts) != 3 or not _DIGEST.fullmatch(parts[1]):
-            raise ValueError("each API key must be name:sha256-hex-digest:scopes (never the key itself)")
-        name, key_digest, scope_text = parts
-        scopes = frozenset(scope_text.split("+")) if scope_text else frozenset()
-        unknown = scopes - SCOPES
-        if unknown:
-            raise ValueError(
-                f"API key {name!r} names unknown scopes {sorted(unknown)}; known: {sorted(SCOPES)}"
-            )
-        keys[key_digest] = Principal(name, scopes)
-    return keys
 
 
 class JwtVerifier:
@@ -101,9 +72,18 @@ class JwtVerifier:
             raise Unauthenticated("the token is from another issuer", invalid=True) from None
         except jwt.PyJWTError:
             raise Unauthenticated("the token is not valid", invalid=True) from None
-        raw_scopes = claims.get("scope", claims.get("scp", ""))
-        scopes = raw_scopes.split() if isinstance(raw_scopes, str) else list(raw_scopes)
-        return Principal(f"jwt:{claims.get('sub', '?')}", frozenset(scopes) & SCOPES)
+        return Principal(f"jwt:{claims.get('sub', '?')}", _claimed_scopes(claims) & SCOPES)
+
+
+def _claimed_scopes(claims: Mapping[str, object]) -> frozenset[str]:
+    """`scope` (space-separated, RFC 8693) or `scp` (a list of strings, or one string). A token
+    that claims its scopes in any other shape is refused: it was not minted for this server."""
+    raw = claims["scope"] if "scope" in claims else claims.get("scp", "")
+    if isinstance(raw, str):
+        return frozenset(raw.split())
+    if isinstance(raw, list) and all(isinstance(scope, str) for scope in raw):
+        return frozenset(raw)
+    raise Unauthenticated("the token's scope claim is not a string or a list of strings", invalid=True)
 
 
 class Authenticator:
@@ -142,23 +122,13 @@ def authorize(principal: Principal, scope: str) -> None:
 
 
 def build_authenticator(
-    api_keys: str | None,
-    api_keys_file: Path | None,
-    jwt_algorithm: str | None,
-    jwt_key: str | None,
-    jwt_key_file: Path | None,
-    jwt_issuer: str | None,
-    jwt_audience: str | None,
+    credentials: Credentials, jwt_algorithm: str | None, jwt_issuer: str | None, jwt_audience: str | None
 ) -> Authenticator:
-    """The authenticator the settings describe (files read once, at start-up)."""
-    texts: Iterable[str] = [api_keys or "", api_keys_file.read_text() if api_keys_file else ""]
-    keys: dict[str, Principal] = {}
-    for text in texts:
-        keys.update(parse_api_keys(text))
+    """The authenticator for the vetted `credentials` (`server.credentials.load`)."""
+    keys = {key.digest: Principal(key.name, key.scopes) for key in credentials.api_keys}
     verifier = None
-    if jwt_algorithm:
-        key = jwt_key if jwt_key else (jwt_key_file.read_text() if jwt_key_file else "")
-        verifier = JwtVerifier(jwt_algorithm, key, jwt_issuer, jwt_audience)
+    if jwt_algorithm and credentials.jwt_key is not None:
+        verifier = JwtVerifier(jwt_algorithm, credentials.jwt_key, jwt_issuer, jwt_audience)
     return Authenticator(keys, verifier)
 
 

@@ -35,11 +35,15 @@ async def handle_serving_error(request: Request, error: Exception) -> Response:
 
 async def _http_error(request: Request, error: Exception) -> Response:
     assert isinstance(error, StarletteHTTPException)
-    route = f"{request.method} {request.url.path}"
+    # The path and method are the client's text: the answer names neither (see /openapi.json).
     if error.status_code == 404:
-        mapped: ServingError = NotFound(f"no endpoint {route}")
+        mapped: ServingError = NotFound("no endpoint at this path")
     elif error.status_code == 405:
-        mapped = MethodNotAllowed(f"method not allowed: {route}", headers=dict(error.headers or {}))
+        allowed = (error.headers or {}).get("Allow", "")
+        mapped = MethodNotAllowed(
+            f"method not allowed here; allowed: {allowed}" if allowed else "method not allowed here",
+            headers=dict(error.headers or {}),
+        )
     else:
         mapped = ServingError(
             str(error.detail), status_code=error.status_code, error_code=f"HTTP_{error.status_code}"

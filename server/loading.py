@@ -129,18 +129,31 @@ class ModelLoader:
         return self.load(self.resolve(uri))
 
     def load_local_estimator(
-        self, path: Path, class_names: tuple[str, ...] = DEFAULT_CLASS_NAMES
+        self,
+        path: Path,
+        class_names: tuple[str, ...] = DEFAULT_CLASS_NAMES,
+        *,
+        allow_pickle: bool = False,
     ) -> LoadedModel:
         """Serve a bare scikit-learn file (MODEL_PATH) through the same pyfunc wrapper.
 
         `.skops` files load with the wrapper's allowlist; anything else goes through joblib,
-        which unpickles: only point MODEL_PATH at files you trust.
+        which unpickles, so it loads only with `allow_pickle` (ALLOW_PICKLED_MODELS).
         """
         if not path.is_file():
             raise ModelLoadError(f"MODEL_PATH {path} does not exist")
-        import joblib  # only this mode needs it (and the scikit-learn it unpickles)
+        if path.suffix == ".skops":
+            estimator = load_estimator(path)
+        elif allow_pickle:
+            import joblib  # only this mode needs it (and the scikit-learn it unpickles)
 
-        estimator = load_estimator(path) if path.suffix == ".skops" else joblib.load(path)
+            estimator = joblib.load(path)
+        else:
+            raise ModelLoadError(
+                f"MODEL_PATH {path} is not a .skops file: loading it would unpickle it, which runs "
+                "code from the file; save it with skops, or set ALLOW_PICKLED_MODELS=true for a file "
+                "you made"
+            )
         local_dir = Path(tempfile.mkdtemp(prefix="registry-serve-model-", dir=self._work_dir))
         example = pd.DataFrame(np.zeros((1, len(FEATURE_NAMES))), columns=list(FEATURE_NAMES))
         model_dir = local_dir / "model"

@@ -53,7 +53,8 @@ class RequestContextMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         except Exception:
-            logger.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
+            # repr: a path may carry percent-decoded line breaks that would forge log lines.
+            logger.exception("unhandled error on %s %r", scope.get("method"), scope.get("path"))
             if started:
                 raise
             scope.setdefault("state", {})[ERROR_CODE_STATE] = InternalError.error_code

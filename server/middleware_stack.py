@@ -10,8 +10,9 @@ from starlette.types import ASGIApp
 from server.access import AccessMiddleware, AdmissionMiddleware
 from server.auth import Authenticator
 from server.in_flight import InFlight
+from server.lingering import LingeringBodyMiddleware
 from server.middleware import PredictionTrafficMiddleware, RequestContextMiddleware
-from server.rate_limit import Limiter
+from server.rate_limit import FailedCredentialLimiter, Limiter
 from server.settings import ServerSettings
 
 
@@ -20,8 +21,14 @@ def build_stack(
     authenticator: Authenticator | None,
     limiter: Limiter | None,
     in_flight: InFlight,
+    failed_credentials: FailedCredentialLimiter | None = None,
 ) -> list[Middleware]:
-    stack = [Middleware(RequestContextMiddleware)]
+    # Outermost: every early answer, whichever layer gives it, is completed only after the
+    # client's unread body is discarded (server/lingering.py).
+    stack = [
+        Middleware(LingeringBodyMiddleware, max_discard_bytes=settings.max_discard_bytes),
+        Middleware(RequestContextMiddleware),
+    ]
     if settings.cors_origin_list:
         stack.append(
             Middleware(
@@ -40,6 +47,7 @@ def build_stack(
                 authenticator=authenticator,
                 limiter=limiter,
                 metrics_auth=settings.metrics_auth,
+                failed_credentials=failed_credentials,
             )
         )
     stack.append(

@@ -107,3 +107,44 @@ class RedisTokenBuckets:
 
     async def close(self) -> None:
         await self._client.aclose()
+
+
+class FailedCredentialLimiter:
+    """Limits failed credentials per client address: each failure takes a token from the address's
+    bucket (shared through Redis when configured); once the bucket is empty, the address is refused
+    with 429 for `Retry-After` seconds, whatever it sends, so guessing keys or tokens gets no
+    further. Valid credentials take no token.
+
+    The block itself is remembered in this process: a replica learns of it at the first failure it
+    sees from that address, so with Redis at most one more attempt per replica gets through.
+    """
+
+    def __init__(self, buckets: Limiter, clock: Callable[[], float] = time.monotonic) -> None:
+        self._buckets = buckets
+        self._clock = clock
+        self._blocked_until: dict[str, float] = {}
+
+    def blocked(self, address: str) -> float | None:
+        """Seconds until `address` may try again, or None when it is not blocked."""
+        until = self._blocked_until.get(address)
+        if until is None:
+            return None
+        remaining = until - self._clock()
+        if remaining > 0:
+            return remaining
+        del self._blocked_until[address]
+        return None
+
+    async def record_failure(self, address: str) -> float | None:
+        """Count one failure; the seconds `address` is now blocked for, or None."""
+        decision = await self._buckets.acquire(address)
+        if decision.allowed:
+            return None
+        if address not in self._blocked_until and len(self._blocked_until) >= MAX_LOCAL_BUCKETS:
+            self._blocked_until.pop(next(iter(self._blocked_until)))  # forget the oldest block
+        self._blocked_until[address] = self._clock() + decision.retry_after
+        return decision.retry_after
+
+    async def close(self) -> None:
+        if isinstance(self._buckets, RedisTokenBuckets):
+            await self._buckets.close()

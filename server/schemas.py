@@ -65,13 +65,13 @@ class RegistryBody(BaseModel):
 
 
 class HealthResponse(BaseModel):
+    """Liveness only: open to anyone, so it says nothing about where the model comes from or what
+    went wrong (that is in /model/metadata, behind the `predict` scope)."""
+
     status: str
     model_loaded: bool
     model_version: str | None
-    model_uri: str
     uptime_seconds: float
-    registry: RegistryBody
-    last_reload_error: ReloadErrorBody | None
 
 
 class ReadinessResponse(BaseModel):
@@ -109,6 +109,7 @@ class ModelMetadata(BaseModel):
     feature_count: int | None
     signature: dict[str, Any] | None
     fast_path: bool
+    registry: RegistryBody
     last_reload_error: ReloadErrorBody | None
 
 

@@ -1,4 +1,6 @@
-"""Registering versions in the test registry, in process: ours, a 29-feature one, a broken one."""
+"""Registering versions in the test registry, in process: ours, a 29-feature one, a broken one.
+
+None of them is pickled, so each loads under the default ALLOW_PICKLED_MODELS=false."""
 
 from __future__ import annotations
 
@@ -8,7 +10,6 @@ import mlflow
 import numpy as np
 import pandas as pd
 from mlflow.models.signature import infer_signature
-from sklearn.linear_model import LogisticRegression
 
 from model_wrapper import contract, log_classifier
 from registry_scripts.dataset import load_frame
@@ -16,6 +17,7 @@ from registry_scripts.estimators import build_estimator
 
 FEATURES, TARGET, CLASS_NAMES = load_frame()
 BROKEN_MODEL_CODE = Path(__file__).parent / "fixtures" / "broken_model.py"
+NARROW_MODEL_CODE = Path(__file__).parent / "fixtures" / "narrow_model.py"
 
 
 def register_ours(name: str, model_type: str = "logistic_regression", seed: int = 0) -> str:
@@ -29,14 +31,13 @@ def register_ours(name: str, model_type: str = "logistic_regression", seed: int 
 
 
 def register_29_features(name: str) -> str:
-    """A plain scikit-learn model whose signature lacks feature_30."""
+    """A version (logged as code) whose signature lacks feature_30."""
     features = FEATURES.drop(columns=["feature_30"])
-    estimator = LogisticRegression(max_iter=5000).fit(features, TARGET)
     with mlflow.start_run():
-        info = mlflow.sklearn.log_model(
-            estimator,
+        info = mlflow.pyfunc.log_model(
             name="model",
-            signature=infer_signature(features, estimator.predict(features)),
+            python_model=str(NARROW_MODEL_CODE),
+            signature=infer_signature(features, pd.DataFrame({"prediction": [0] * len(features)})),
             input_example=features.head(3),
             registered_model_name=name,
         )

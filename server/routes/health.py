@@ -1,8 +1,9 @@
-"""/health (liveness: the process is up, and how following the registry goes) and /ping
-(readiness: the model answers; a registry that cannot be reached does not make it unready)."""
+"""/health (liveness: the process is up) and /ping (readiness: the model answers; a registry that
+cannot be reached does not make it unready). Both are open to probes, so both say little."""
 
 from __future__ import annotations
 
+import logging
 import time
 
 from fastapi import APIRouter
@@ -14,6 +15,9 @@ from server.loading import one_line
 from server.readiness import answers_example
 from server.reloader import ReloadError
 from server.schemas import HealthResponse, ReadinessResponse, RegistryBody, ReloadErrorBody
+from server.services import Services
+
+logger = logging.getLogger(__name__)
 
 router = APIRouter(tags=["health"])
 
@@ -21,20 +25,22 @@ router = APIRouter(tags=["health"])
 @router.get("/health", response_model=HealthResponse, summary="Liveness: the process is up")
 async def health(services: ServicesDep) -> HealthResponse:
     model = services.store.peek()
-    follower = services.follower
     return HealthResponse(
         status="ok",
         model_loaded=model is not None,
         model_version=model.source.version if model else None,
-        model_uri=services.settings.model_uri or str(services.settings.model_path),
         uptime_seconds=round(time.time() - services.started_at, 3),
-        registry=RegistryBody(
-            following=services.settings.model_uri if follower.active else None,
-            reachable=follower.status.reachable,
-            last_check=follower.status.last_check,
-            last_error=follower.status.last_error,
-        ),
-        last_reload_error=reload_error_body(services.reloader.last_error),
+    )
+
+
+def registry_body(services: Services) -> RegistryBody:
+    """How following the registry goes (for /model/metadata)."""
+    follower = services.follower
+    return RegistryBody(
+        following=services.settings.model_uri if follower.active else None,
+        reachable=follower.status.reachable,
+        last_check=follower.status.last_check,
+        last_error=follower.status.last_error,
     )
 
 
@@ -54,8 +60,12 @@ async def ping(services: ServicesDep) -> JSONResponse:
         return _not_ready("no model is loaded")
     try:
         await run_in_threadpool(answers_example, model)
-    except Exception as error:  # noqa: BLE001 - any failure means "not ready", with its reason
-        return _not_ready(f"the model does not answer its input example: {one_line(error)}")
+    except Exception as error:  # noqa: BLE001 - any failure means "not ready"
+        # The probe is open to anyone: the model's own words go to the log, not to the caller.
+        logger.warning(
+            "not ready: version %s fails its input example: %s", model.source.version, one_line(error)
+        )
+        return _not_ready("the model does not answer its input example")
     return JSONResponse(ReadinessResponse(status="ready", model_version=model.source.version).model_dump())
 
 

@@ -9,7 +9,7 @@ from fastapi import APIRouter
 from server.dependencies import ServicesDep
 from server.loaded_model import LoadedModel
 from server.openapi import READ_ERRORS
-from server.routes.health import reload_error_body
+from server.routes.health import registry_body, reload_error_body
 from server.schemas import ClassBody, FeatureBody, FeaturesResponse, ModelMetadata
 
 router = APIRouter(prefix="/model", tags=["model"])
@@ -48,6 +48,7 @@ async def metadata(services: ServicesDep) -> ModelMetadata:
         feature_count=len(model.features) if model.features is not None else None,
         signature=_signature(model),
         fast_path=model.fast is not None,
+        registry=registry_body(services),
         last_reload_error=reload_error_body(services.reloader.last_error),
     )
 

@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 
 import httpx
-import joblib
 import pytest
+import skops.io as sio
 
 from registry_scripts.dataset import load_frame
 from registry_scripts.estimators import build_estimator
@@ -123,8 +123,8 @@ def test_two_workers_add_their_metrics_up(
 def test_model_path_mode_serves_a_local_file(base_env: dict[str, str], tmp_path: Path) -> None:
     features, target, _ = load_frame()
     estimator = build_estimator("logistic_regression", 0).fit(features.to_numpy(), target.to_numpy())
-    path = tmp_path / "model.joblib"
-    joblib.dump(estimator, path)
+    path = tmp_path / "model.skops"
+    sio.dump(estimator, path)
     with api_process(base_env, tmp_path / "p.log", MODEL_URI="", MODEL_PATH=str(path)) as server:
         body = httpx.post(f"{server.url}/predict", json=ROW).json()
         assert body["label"] == "malignant"

@@ -14,9 +14,9 @@ import sys
 from pathlib import Path
 
 import httpx
-import joblib
 import psutil
 import pytest
+import skops.io as sio
 
 from registry_scripts.dataset import load_frame
 from registry_scripts.estimators import build_estimator
@@ -33,8 +33,8 @@ ROW = {k: float(v) for k, v in load_frame()[0].iloc[0].items()}
 @pytest.fixture(scope="module")
 def model_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     features, target, _ = load_frame()
-    path = tmp_path_factory.mktemp("workers") / "model.joblib"
-    joblib.dump(build_estimator("logistic_regression", 0).fit(features.to_numpy(), target.to_numpy()), path)
+    path = tmp_path_factory.mktemp("workers") / "model.skops"
+    sio.dump(build_estimator("logistic_regression", 0).fit(features.to_numpy(), target.to_numpy()), path)
     return path
 
 

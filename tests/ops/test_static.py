@@ -195,6 +195,16 @@ def test_grafana_reads_its_password_from_the_environment() -> None:
     assert compose["services"]["grafana"]["environment"]["GF_SECURITY_ADMIN_PASSWORD"].startswith("${")
 
 
+def test_services_without_authentication_are_published_on_loopback_only() -> None:
+    """MLflow's server and Prometheus check no credentials: on every interface, anyone who can reach
+    the host could register and promote a model (code the API then runs) or read every metric."""
+    services = yaml.safe_load((ROOT / "docker-compose.mlflow.yml").read_text())["services"]
+    for name in ("mlflow", "prometheus"):
+        ports = services[name]["ports"]
+        assert ports, name
+        assert all(str(port).startswith("127.0.0.1:") for port in ports), (name, ports)
+
+
 def _kind(documents: list[dict], kind: str, name: str) -> dict:
     return next(d for d in documents if d["kind"] == kind and d["metadata"]["name"] == name)
 

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi.testclient import TestClient
 
 from server.app import create_app
-from server.auth import digest, parse_api_keys
+from server.credentials import CredentialError, digest, parse_api_keys
 from server.loaded_model import LoadedModel
 from server.model_store import ModelStore
 from server.settings import ServerSettings
@@ -144,6 +144,19 @@ def test_a_jwt_without_the_scope_is_403(secured: TestClient) -> None:
     assert admin.status_code == 200
 
 
+@pytest.mark.parametrize(
+    "claims",
+    [{"scope": 7}, {"scope": None}, {"scope": [{"admin": True}]}, {"scp": [1, 2]}],
+    ids=["a number", "null", "a list of objects", "scp of numbers"],
+)
+def test_a_signed_token_with_a_scope_claim_of_another_shape_is_401(secured: TestClient, claims: dict) -> None:
+    payload = {"sub": "svc-a", "iss": ISSUER, "aud": AUDIENCE, "exp": time.time() + 60, **claims}
+    token = jwt.encode(payload, JWT_SECRET, algorithm="HS256")
+    response = secured.post("/model/reload", headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 401
+    assert response.json()["message"] == "the token's scope claim is not a string or a list of strings"
+
+
 def test_rs256_tokens_verify_with_the_public_key(
     settings: ServerSettings, loaded_champion: LoadedModel, dataset: pd.DataFrame
 ) -> None:
@@ -179,15 +192,49 @@ def test_keys_and_tokens_are_never_logged(
 
 
 def test_api_key_configuration_holds_digests_only() -> None:
-    with pytest.raises(ValueError, match="never the key itself"):
+    with pytest.raises(CredentialError, match="never the key itself"):
         parse_api_keys(f"reader:{READER_KEY}:predict")
-    with pytest.raises(ValueError, match="unknown scopes"):
+    with pytest.raises(CredentialError, match="unknown scopes"):
         parse_api_keys(f"reader:{digest(READER_KEY)}:predict+root")
-    assert (
-        parse_api_keys(f"# comment\nreader:{digest(READER_KEY)}:predict")[digest(READER_KEY)].name == "reader"
-    )
+    (key,) = parse_api_keys(f"# a comment, with a comma\nreader:{digest(READER_KEY)}:predict")
+    assert (key.name, key.digest) == ("reader", digest(READER_KEY))
 
 
 def test_auth_without_credentials_configured_is_refused_at_start() -> None:
     with pytest.raises(ValueError, match="AUTH_ENABLED needs API_KEYS"):
         ServerSettings(auth_enabled=True)
+
+
+def _from(app_client: TestClient, address: str) -> TestClient:
+    return TestClient(app_client.app, raise_server_exceptions=False, client=(address, 50000))
+
+
+def test_failed_credentials_are_limited_per_client_address(
+    settings: ServerSettings, loaded_champion: LoadedModel, dataset: pd.DataFrame
+) -> None:
+    with _client(settings, loaded_champion, auth_failures_per_minute=3) as base:
+        guesser, neighbour = _from(base, "10.0.0.1"), _from(base, "10.0.0.2")
+        wrong = {"X-API-Key": "guess"}
+        assert [guesser.post("/predict", headers=wrong).status_code for _ in range(3)] == [401] * 3
+        blocked = guesser.post("/predict", headers=wrong)
+        assert blocked.status_code == 429
+        assert blocked.json()["error_code"] == "RATE_LIMITED"
+        assert blocked.json()["message"] == (
+            f"too many failed credentials from this address; retry in {blocked.headers['retry-after']} s"
+        )
+        assert 1 <= int(blocked.headers["retry-after"]) <= 20
+        # Blocked means blocked: a valid key from that address waits too, so guessing gets no further.
+        valid = {"X-API-Key": READER_KEY}
+        assert guesser.post("/predict", json=record(dataset), headers=valid).status_code == 429
+        # Other addresses are not affected, and valid credentials never count as failures.
+        for _ in range(5):
+            assert neighbour.post("/predict", json=record(dataset), headers=valid).status_code == 200
+        assert neighbour.post("/predict", headers=wrong).status_code == 401
+
+
+def test_failed_credentials_are_not_limited_with_the_limit_off(
+    settings: ServerSettings, loaded_champion: LoadedModel
+) -> None:
+    with _client(settings, loaded_champion, auth_failures_per_minute=0) as client:
+        statuses = {client.post("/predict", headers={"X-API-Key": "guess"}).status_code for _ in range(40)}
+    assert statuses == {401}
