@@ -1,6 +1,7 @@
 """Registering versions in the test registry, in process: ours, a 29-feature one, a broken one.
 
-None of them is pickled, so each loads under the default ALLOW_PICKLED_MODELS=false."""
+None of them is pickled but the one `register_pickled` makes, so the others load under the default
+ALLOW_PICKLED_MODELS=false."""
 
 from __future__ import annotations
 
@@ -57,3 +58,22 @@ def register_broken(name: str) -> str:
             registered_model_name=name,
         )
     return str(info.registered_model_version)
+
+
+def register_pickled(name: str, marker: Path) -> str:
+    """A cloudpickled pyfunc version (MLflow's default for a `PythonModel` instance) that touches
+    `marker` when unpickled, with the served signature."""
+    from tests.fixtures.pickled_model import MarksItsUnpickling
+
+    with mlflow.start_run():
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=MarksItsUnpickling(marker),
+            signature=contract.signature(CLASS_NAMES),
+            input_example=pd.DataFrame(
+                np.zeros((1, contract.FEATURE_COUNT)), columns=list(contract.FEATURE_NAMES)
+            ),
+            registered_model_name=name,
+        )
+    return str(info.registered_model_version)
+

@@ -41,7 +41,7 @@ def test_promotions_under_load_lose_no_request(
     register_ours(model_name, "random_forest")
     register_ours(model_name, "gradient_boosting")
     with api_process(env, tmp_path / "api.log", **settings) as api, BackgroundLoad(api.url, ROW) as load:
-        time.sleep(1)
+        wait_for(lambda: load.total >= 20, 60, "load on version 1")
         run_ok("registry_scripts.promote", "2", env=env)  # the data scientist's script
         # How soon is `make bench-swap`'s to measure; here only that it happens, while serving goes on.
         wait_for(lambda: load.first_seen("2") is not None, 30, "version 2 answering")
@@ -49,10 +49,10 @@ def test_promotions_under_load_lose_no_request(
         wait_for(lambda: load.first_seen("3") is not None, 30, "version 3 answering")
         run_ok("registry_scripts.promote", "--rollback", env=env)
         wait_for(lambda: _served(api.url) == "2", 30, "rolled back to version 2")
-        time.sleep(0.5)
+        rolled_back = load.total
+        wait_for(lambda: load.answered_after(rolled_back) >= 20, 60, "load after the rollback")
     assert load.errors == []
     assert set(load.statuses) == {200}, load.statuses
-    assert load.total > 100
     versions_seen = [v for _, v in load.versions]
     assert {"1", "2", "3"} <= set(versions_seen)
 
@@ -65,9 +65,13 @@ def test_a_29_feature_promotion_is_refused_while_serving_goes_on(
     with api_process(base_env, tmp_path / "api.log", **settings) as api, BackgroundLoad(api.url, ROW) as load:
         client_mlflow.set_registered_model_alias(model_name, "champion", "2")
         wait_for(
-            lambda: httpx.get(f"{api.url}/health").json()["last_reload_error"] is not None, 30, "refusal"
+            lambda: httpx.get(f"{api.url}/model/metadata").json()["last_reload_error"] is not None,
+            30,
+            "refusal",
         )
-        time.sleep(0.5)
+        refused = load.total
+        wait_for(lambda: load.answered_after(refused) >= 20, 60, "load after the refusal")
+    assert load.errors == []
     assert set(load.statuses) == {200}
     assert {v for _, v in load.versions} == {"1"}
 
@@ -104,6 +108,23 @@ def test_mlflow_delivers_a_webhook_and_the_swap_is_immediate(
                     client_mlflow.delete_webhook(hook.webhook_id)
 
 
+def _await_checks(url: str, checks: int) -> None:
+    """Until the server has asked the registry `checks` more times (each stamps `last_check`)."""
+
+    def last_check() -> str | None:
+        return httpx.get(f"{url}/model/metadata").json()["registry"]["last_check"]
+
+    seen = [last_check()]
+
+    def another() -> bool:
+        check = last_check()
+        if check != seen[-1]:
+            seen.append(check)
+        return len(seen) > checks
+
+    wait_for(another, 60, f"{checks} more registry checks")
+
+
 def test_a_registry_that_goes_away_never_takes_the_model_down(
     base_env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -119,19 +140,18 @@ def test_a_registry_that_goes_away_never_takes_the_model_down(
         ):
             registry.stop()
             wait_for(
-                lambda: httpx.get(f"{api.url}/health").json()["registry"]["reachable"] is False,
+                lambda: httpx.get(f"{api.url}/model/metadata").json()["registry"]["reachable"] is False,
                 30,
                 "unreachable",
             )
-            health = httpx.get(f"{api.url}/health").json()
-            assert health["model_loaded"] is True
-            assert health["registry"]["last_error"]
+            assert httpx.get(f"{api.url}/health").json()["model_loaded"] is True
+            assert httpx.get(f"{api.url}/model/metadata").json()["registry"]["last_error"]
             assert httpx.get(f"{api.url}/ping").status_code == 200
             assert sample(httpx.get(f"{api.url}/metrics").text, "registry_reachable") == 0
-            time.sleep(1.5)
+            _await_checks(api.url, 2)  # it keeps asking, and keeps serving, while the registry is down
             registry.start()
             wait_for(
-                lambda: httpx.get(f"{api.url}/health").json()["registry"]["reachable"] is True,
+                lambda: httpx.get(f"{api.url}/model/metadata").json()["registry"]["reachable"] is True,
                 90,
                 "reachable",
             )

@@ -31,12 +31,12 @@ def test_error_body_carries_the_request_id(client: TestClient) -> None:
     assert response.json()["request_id"] == "abc-1"
 
 
-def test_unknown_route_is_a_json_404(client: TestClient) -> None:
-    response = client.get("/nope", headers={"X-Request-ID": "r1"})
+def test_unknown_route_is_a_json_404_that_does_not_repeat_the_path(client: TestClient) -> None:
+    response = client.get("/nope-a-path-of-the-clients", headers={"X-Request-ID": "r1"})
     assert response.status_code == 404
     assert response.json() == {
         "error_code": "NOT_FOUND",
-        "message": "no endpoint GET /nope",
+        "message": "no endpoint at this path",
         "request_id": "r1",
     }
 
@@ -46,7 +46,7 @@ def test_wrong_method_is_a_json_405(client: TestClient) -> None:
     assert response.status_code == 405
     assert response.json() == {
         "error_code": "METHOD_NOT_ALLOWED",
-        "message": "method not allowed: GET /predict",
+        "message": "method not allowed here; allowed: POST",
         "request_id": "r2",
     }
     assert response.headers["allow"] == "POST"
@@ -68,5 +68,5 @@ def test_unexpected_failure_is_a_500_with_only_the_request_id(
         "request_id": "boom-1",
     }
     assert "secret internal detail" not in response.text
-    assert "unhandled error on POST /predict" in caplog.text
+    assert "unhandled error on POST '/predict'" in caplog.text
     assert any("secret internal detail" in str(r.exc_info[1]) for r in caplog.records if r.exc_info)

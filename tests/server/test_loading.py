@@ -103,7 +103,7 @@ def test_local_estimator_file_is_served_through_the_wrapper(tmp_path: Path, suff
     estimator = build_estimator("logistic_regression", 0).fit(features.to_numpy(), target.to_numpy())
     path = tmp_path / f"model{suffix}"
     joblib.dump(estimator, path) if suffix == ".joblib" else sio.dump(estimator, path)
-    model = ModelLoader(None, work_dir=tmp_path).load_local_estimator(path)
+    model = ModelLoader(None, work_dir=tmp_path).load_local_estimator(path, allow_pickle=suffix == ".joblib")
     assert model.fast is not None
     assert model.class_names == ("malignant", "benign")
     prediction = model.fast.predict_array(features.to_numpy()[:5])
@@ -115,13 +115,33 @@ def test_missing_local_file_is_a_load_error(tmp_path: Path) -> None:
         ModelLoader(None).load_local_estimator(tmp_path / "absent.joblib")
 
 
+def test_a_joblib_file_is_refused_unless_pickles_are_allowed(tmp_path: Path) -> None:
+    """joblib unpickles, and unpickling runs code: a marker file shows that nothing ran."""
+    marker = tmp_path / "unpickled"
+    path = tmp_path / "model.joblib"
+    joblib.dump(TouchesOnUnpickle(marker), path)
+    with pytest.raises(ModelLoadError, match=r"is not a \.skops file: loading it would unpickle it"):
+        ModelLoader(None, work_dir=tmp_path).load_local_estimator(path)
+    assert not marker.exists()
+
+
+class TouchesOnUnpickle:
+    """An object whose unpickling has a visible side effect."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[Path]]:
+        return (Path.touch, (self.marker,))
+
+
 def test_serving_a_local_file_never_touches_a_registry(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The API image has mlflow-skinny, whose default store (a SQLite file) it cannot open."""
     features, target, _ = load_frame()
-    path = tmp_path / "model.joblib"
-    joblib.dump(build_estimator("logistic_regression", 0).fit(features.to_numpy(), target.to_numpy()), path)
+    path = tmp_path / "model.skops"
+    sio.dump(build_estimator("logistic_regression", 0).fit(features.to_numpy(), target.to_numpy()), path)
     monkeypatch.chdir(tmp_path)
     loader = ModelLoader(None, work_dir=tmp_path)
     loader.load_local_estimator(path)
