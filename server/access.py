@@ -1,9 +1,10 @@
 """Access control and load shedding, as pure ASGI middleware on both the fast lane and FastAPI.
 
 `AccessMiddleware`: each route's scope (`required_scope`), the caller's credential, the
-caller's rate limit, and a limit on failed credentials per client address. `AdmissionMiddleware`: at most MAX_CONCURRENT_REQUESTS prediction requests
-in progress (more get 503 with Retry-After at once) and none longer than REQUEST_TIMEOUT_SECONDS
-(504). Refusals use the one error body, with the request id.
+caller's rate limit, and a limit on failed credentials per client address.
+`AdmissionMiddleware`: at most MAX_CONCURRENT_REQUESTS prediction requests in progress (more get
+503 with Retry-After at once) and none longer than REQUEST_TIMEOUT_SECONDS (504). Refusals use the
+one error body, with the request id.
 """
 
 from __future__ import annotations
