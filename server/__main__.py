@@ -3,10 +3,11 @@
 With WORKERS=1 the model loaded here is the one served. With more workers, each worker loads
 its own copy (processes share no memory); this process first checks the model loads at all, so
 a bad configuration still ends here with one line, and gives the workers a fresh shared folder:
-prometheus-client's multiprocess files, so their metrics add up, and the reload signal file, so
-a webhook delivered to one worker reaches all of them. Each worker listens on a socket of its
-own (`server.worker_sockets`) unless REUSE_PORT is false, and the supervisor clears the metrics of
-a worker that dies (`server.supervisor`).
+prometheus-client's multiprocess files, so their metrics add up, the reload signal file, so
+a webhook delivered to one worker reaches all of them, and the webhook delivery ledger, so a
+delivery accepted by one worker is refused as a replay by the others. Each worker listens on a
+socket of its own (`server.worker_sockets`) unless REUSE_PORT is false, and the supervisor clears
+the metrics of a worker that dies (`server.supervisor`).
 """
 
 from __future__ import annotations
@@ -18,16 +19,21 @@ import tempfile
 from pathlib import Path
 
 import uvicorn
+from pydantic import ValidationError
 
 from server import worker_sockets
 from server.loading import ModelLoader, ModelLoadError
 from server.logging_setup import configure_logging
 from server.mlflow_env import apply_mlflow_client_settings
-from server.settings import ServerSettings
+from server.settings import ServerSettings, describe_invalid_settings
 
 
 def main() -> int:
-    settings = ServerSettings()
+    try:
+        settings = ServerSettings()
+    except ValidationError as error:
+        print(f"error: {describe_invalid_settings(error)}", file=sys.stderr)
+        return 2
     configure_logging(settings.log_level, settings.log_format, access_log=settings.access_log)
     apply_mlflow_client_settings(settings)
     if settings.workers > 1:
@@ -39,6 +45,9 @@ def main() -> int:
         if settings.reload_signal_path is None:
             # A worker that gets a webhook delivery touches this; the others then check at once.
             os.environ["RELOAD_SIGNAL_PATH"] = str(shared / "reload-signal")
+        if settings.webhook_ledger_dir is None:
+            # Every worker records received webhook delivery ids here, so a replay is refused by all.
+            os.environ["WEBHOOK_LEDGER_DIR"] = str(shared / "webhook-deliveries")
     from server.app import create_app, load_initial_model
     from server.model_store import ModelStore
 
@@ -55,6 +64,7 @@ def main() -> int:
         "log_config": None,
         "access_log": settings.access_log,
         "timeout_graceful_shutdown": 30,
+        "forwarded_allow_ips": settings.forwarded_allow_ips,
     }
     if settings.workers == 1:
         uvicorn.run(create_app(settings, store=ModelStore(model)), **common)

@@ -10,12 +10,13 @@ from dataclasses import dataclass
 from server import metrics
 from server.auth import Authenticator, build_authenticator
 from server.batching import AdaptiveBatcher
+from server.delivery_ledger import DeliveryLedger, FolderLedger, MemoryLedger, RedisLedger, retention_seconds
 from server.follower import AliasFollower
 from server.in_flight import InFlight
 from server.inference import Inference
 from server.loading import ModelLoader
 from server.model_store import ModelStore
-from server.rate_limit import Limiter, LocalTokenBuckets, RedisTokenBuckets
+from server.rate_limit import FailedCredentialLimiter, Limiter, LocalTokenBuckets, RedisTokenBuckets
 from server.reloader import Reloader
 from server.settings import ServerSettings
 from server.webhooks import DeliveryVerifier
@@ -35,6 +36,7 @@ class Services:
     webhook_verifier: DeliveryVerifier | None
     authenticator: Authenticator | None
     limiter: Limiter | None
+    failed_credentials: FailedCredentialLimiter | None
     in_flight: InFlight
     inference_thread: ThreadPoolExecutor
     loader_thread: ThreadPoolExecutor
@@ -46,6 +48,10 @@ class Services:
         self.inference_thread.shutdown(wait=True, cancel_futures=True)
         if isinstance(self.limiter, RedisTokenBuckets):
             await self.limiter.close()
+        if self.failed_credentials is not None:
+            await self.failed_credentials.close()
+        if self.webhook_verifier is not None:
+            await self.webhook_verifier.close()
 
 
 def build_services(settings: ServerSettings, store: ModelStore) -> Services:
@@ -88,10 +94,13 @@ def build_services(settings: ServerSettings, store: ModelStore) -> Services:
         reloader=reloader,
         follower=follower,
         webhook_verifier=(
-            DeliveryVerifier(secret.get_secret_value(), settings.webhook_max_age_seconds) if secret else None
+            DeliveryVerifier(secret.get_secret_value(), settings.webhook_max_age_seconds, _ledger(settings))
+            if secret
+            else None
         ),
         authenticator=_authenticator(settings) if settings.auth_enabled else None,
         limiter=_limiter(settings),
+        failed_credentials=_failed_credentials(settings),
         in_flight=in_flight,
         inference_thread=inference_thread,
         loader_thread=loader_thread,
@@ -99,15 +108,21 @@ def build_services(settings: ServerSettings, store: ModelStore) -> Services:
     )
 
 
+def _ledger(settings: ServerSettings) -> DeliveryLedger:
+    """Where received webhook delivery ids are kept: Redis (every replica), else the workers' shared
+    folder (every worker of this server), else this process's memory."""
+    retention = retention_seconds(settings.webhook_max_age_seconds)
+    if settings.webhook_redis_url:
+        prefix = f"registry-serve:webhook-delivery:{settings.deployment_name}:"
+        return RedisLedger(settings.webhook_redis_url, retention, prefix)
+    if settings.webhook_ledger_dir is not None:
+        return FolderLedger(settings.webhook_ledger_dir, retention)
+    return MemoryLedger(retention)
+
+
 def _authenticator(settings: ServerSettings) -> Authenticator:
     return build_authenticator(
-        settings.api_keys.get_secret_value() if settings.api_keys else None,
-        settings.api_keys_file,
-        settings.jwt_algorithm,
-        settings.jwt_key.get_secret_value() if settings.jwt_key else None,
-        settings.jwt_key_file,
-        settings.jwt_issuer,
-        settings.jwt_audience,
+        settings.vetted_credentials(), settings.jwt_algorithm, settings.jwt_issuer, settings.jwt_audience
     )
 
 
@@ -119,3 +134,18 @@ def _limiter(settings: ServerSettings) -> Limiter | None:
     if settings.rate_limit_redis_url:
         return RedisTokenBuckets(settings.rate_limit_redis_url, rate, burst)
     return LocalTokenBuckets(rate, burst)
+
+
+def _failed_credentials(settings: ServerSettings) -> FailedCredentialLimiter | None:
+    per_minute = settings.auth_failures_per_minute
+    if not settings.auth_enabled or per_minute <= 0:
+        return None
+    rate = per_minute / 60
+    buckets: Limiter = (
+        RedisTokenBuckets(
+            settings.rate_limit_redis_url, rate, per_minute, prefix="registry-serve:auth-failures:"
+        )
+        if settings.rate_limit_redis_url
+        else LocalTokenBuckets(rate, per_minute)
+    )
+    return FailedCredentialLimiter(buckets)

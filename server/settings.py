@@ -8,13 +8,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from server import credentials
+
 MIB = 1024 * 1024
-PLACEHOLDER = "change-me"
-# sha256("change-me-api-key"): the example key in .env.example and k8s/secrets.yaml.
-PLACEHOLDER_KEY_DIGEST = "484857e0d4a4490864c93593fdaf3e5cd43777320992bf42db949c6ec571dd25"
 
 
 class ServerSettings(BaseSettings):
@@ -35,11 +34,19 @@ class ServerSettings(BaseSettings):
         default=None, description="Tracking server that resolves `models:/` URIs."
     )
     model_path: Path = Field(
-        default=Path("artifacts/model/model.joblib"),
-        description="A local scikit-learn model file (.skops, or .joblib from a trusted source), "
+        default=Path("artifacts/model/model.skops"),
+        description="A local scikit-learn model file (.skops; .joblib only with ALLOW_PICKLED_MODELS), "
         "served only when MODEL_URI is empty, for work without a registry.",
     )
-    api_host: str = Field(default="0.0.0.0", description="Interface the API binds to.")
+    allow_pickled_models: bool = Field(
+        default=False,
+        description="Load models whose files are unpickled (cloudpickled pyfunc models, every "
+        "`mlflow.sklearn` model, a .joblib MODEL_PATH): unpickling runs code from the file. Off: "
+        "only models that unpickle nothing load, such as this project's own wrapper.",
+    )
+    api_host: str = Field(
+        default="127.0.0.1", description="Interface the API binds to (containers set 0.0.0.0)."
+    )
     api_port: int = Field(default=8000, ge=1, le=65535, description="Port the API listens on.")
     workers: int = Field(default=1, ge=1, le=64, description="Worker processes (`python -m server`).")
     reuse_port: bool = Field(
@@ -61,6 +68,13 @@ class ServerSettings(BaseSettings):
     )
     max_body_bytes: int = Field(
         default=10 * MIB, ge=1024, description="Largest request body accepted; larger gets 413."
+    )
+    max_discard_bytes: int = Field(
+        default=64 * MIB,
+        ge=0,
+        description="After an answer given before the request's body was read (413, 401, 429, ...), the "
+        "most of that body read and thrown away (for up to 30 s) so the client can read the answer; "
+        "a longer rest gets `Connection: close`.",
     )
     batch_max_rows: int = Field(
         default=1024,
@@ -108,6 +122,16 @@ class ServerSettings(BaseSettings):
     webhook_max_age_seconds: float = Field(
         default=300.0, gt=0, description="Webhook deliveries older (or further ahead) than this are refused."
     )
+    webhook_redis_url: str | None = Field(
+        default=None,
+        description="Remember received webhook delivery ids in this Redis (redis://host:6379/0), so "
+        "every replica refuses a replayed delivery; unreachable: deliveries get 503 until it is back.",
+    )
+    webhook_ledger_dir: Path | None = Field(
+        default=None,
+        description="Set by `python -m server` when WORKERS > 1: a folder where the workers record "
+        "received webhook delivery ids, so a replay is refused by every worker. Leave unset.",
+    )
     deployment_name: str = Field(
         default="default",
         pattern=r"^[A-Za-z0-9_.\-]{1,100}$",
@@ -151,6 +175,19 @@ class ServerSettings(BaseSettings):
     rate_limit_burst: int = Field(
         default=0, ge=0, description="Token bucket size: requests allowed at once (0: one second's worth)."
     )
+    forwarded_allow_ips: str = Field(
+        default="127.0.0.1,::1",
+        description="Comma-separated addresses (or `*`) of proxies whose X-Forwarded-For and "
+        "X-Forwarded-Proto are trusted: the client address they name is what rate limits and "
+        "failed-credential limits count by.",
+    )
+    auth_failures_per_minute: int = Field(
+        default=30,
+        ge=0,
+        description="With AUTH_ENABLED, failed credentials allowed per client address per minute (as a "
+        "burst, refilled evenly); beyond them the address gets 429 until it may try again. Shared "
+        "through RATE_LIMIT_REDIS_URL when set. 0: no limit.",
+    )
     rate_limit_redis_url: str | None = Field(
         default=None,
         description="Share rate limits across replicas through this Redis (redis://host:6379/0).",
@@ -177,7 +214,7 @@ class ServerSettings(BaseSettings):
         if (
             self.environment != "local"
             and secret is not None
-            and secret.get_secret_value().startswith(PLACEHOLDER)
+            and secret.get_secret_value().strip().startswith(credentials.PLACEHOLDER_PREFIX)
         ):
             raise ValueError(
                 "MLFLOW_WEBHOOK_SECRET still holds its placeholder; "
@@ -191,7 +228,19 @@ class ServerSettings(BaseSettings):
             raise ValueError("AUTH_ENABLED needs API_KEYS, API_KEYS_FILE or JWT_ALGORITHM")
         if self.jwt_algorithm and not (self.jwt_key or self.jwt_key_file):
             raise ValueError("JWT_ALGORITHM needs JWT_KEY or JWT_KEY_FILE")
+        self.vetted_credentials()  # unusable or placeholder credentials stop the server here, at start
         return self
+
+    def vetted_credentials(self) -> credentials.Credentials:
+        """The API keys and JWT key these settings name, read (files included) and vetted."""
+        return credentials.load(
+            environment=self.environment,
+            api_keys=self.api_keys.get_secret_value() if self.api_keys else None,
+            api_keys_file=self.api_keys_file,
+            jwt_algorithm=self.jwt_algorithm,
+            jwt_key=self.jwt_key.get_secret_value() if self.jwt_key else None,
+            jwt_key_file=self.jwt_key_file,
+        )
 
     @property
     def cors_origin_list(self) -> list[str]:
@@ -201,3 +250,14 @@ class ServerSettings(BaseSettings):
     @classmethod
     def _upper_level(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
+
+
+def describe_invalid_settings(error: ValidationError) -> str:
+    """A refused configuration on one line: each problem's variable and reason, never its value
+    (pydantic's own text quotes the input, which may be a secret)."""
+    problems = []
+    for item in error.errors():
+        where = ".".join(str(part) for part in item["loc"]).upper()
+        reason = str(item["msg"]).removeprefix("Value error, ")
+        problems.append(f"{where}: {reason}" if where else reason)
+    return "; ".join(problems)

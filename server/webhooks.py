@@ -1,9 +1,11 @@
 """MLflow 3 webhook deliveries: verifying their signature and reading what happened.
 
 MLflow signs `"{delivery_id}.{timestamp}.{body}"` with HMAC-SHA256 under the webhook's secret
-and sends `v1,<base64 digest>` in `X-MLflow-Signature`, the Unix time in `X-MLflow-Timestamp` and
-a UUID in `X-MLflow-Delivery-Id`. A delivery is accepted only with a valid signature, a timestamp
-within `max_age` of now, and a delivery id not seen before (a replayed delivery is refused).
+and sends `v1,<base64 digest>` in `X-MLflow-Signature`, the Unix time in whole seconds
+(`str(int(time.time()))`) in `X-MLflow-Timestamp` and a UUID in `X-MLflow-Delivery-Id`. A delivery
+is accepted only with a valid signature, a timestamp of that form within `max_age` of now, and a
+delivery id the ledger has not seen (`server.delivery_ledger`: shared by every worker, and by
+every replica with Redis), so a replayed delivery is refused wherever it lands.
 """
 
 from __future__ import annotations
@@ -12,16 +14,21 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+
+from server.delivery_ledger import DeliveryLedger, MemoryLedger, retention_seconds
 
 SIGNATURE_HEADER = "x-mlflow-signature"
 TIMESTAMP_HEADER = "x-mlflow-timestamp"
 DELIVERY_ID_HEADER = "x-mlflow-delivery-id"
 SIGNATURE_VERSION = "v1"
 ALIAS_ENTITY = "model_version_alias"
+# What MLflow sends: `str(int(time.time()))`. Twelve digits reach the year 33658; more cannot be a
+# Unix time (and a float's "nan", "inf" or "1e3" is never what MLflow sends).
+UNIX_SECONDS = re.compile(r"[0-9]{1,12}")
 
 
 class WebhookRejected(Exception):
@@ -46,37 +53,50 @@ def sign(secret: str, delivery_id: str, timestamp: str, body: bytes) -> str:
 
 
 class DeliveryVerifier:
-    """Checks signature, freshness and uniqueness of deliveries."""
+    """Checks signature, freshness and uniqueness of deliveries.
 
-    def __init__(self, secret: str, max_age: float, clock: Callable[[], float] = time.time) -> None:
+    `ledger` remembers the delivery ids already accepted; by default this process's memory only.
+    """
+
+    def __init__(
+        self,
+        secret: str,
+        max_age: float,
+        ledger: DeliveryLedger | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._secret = secret
         self._max_age = max_age
+        self.ledger = ledger if ledger is not None else MemoryLedger(retention_seconds(max_age))
         self._clock = clock
-        self._seen: OrderedDict[str, float] = OrderedDict()
 
-    def verify(self, headers: Mapping[str, str], body: bytes) -> None:
+    async def verify(self, headers: Mapping[str, str], body: bytes) -> None:
+        """Return if the delivery is authentic, fresh and new (claiming its id), else raise
+        WebhookRejected; LedgerUnavailable when the ledger cannot tell whether it is new."""
+        self.check(headers, body)
+        if not await self.ledger.claim(headers[DELIVERY_ID_HEADER]):
+            raise WebhookRejected("this delivery was already received")
+
+    def check(self, headers: Mapping[str, str], body: bytes) -> None:
+        """Signature and freshness, without claiming the delivery id."""
         signature = headers.get(SIGNATURE_HEADER)
         timestamp = headers.get(TIMESTAMP_HEADER)
         delivery_id = headers.get(DELIVERY_ID_HEADER)
         if not signature or not timestamp or not delivery_id:
             raise WebhookRejected("missing X-MLflow-Signature, X-MLflow-Timestamp or X-MLflow-Delivery-Id")
-        if not hmac.compare_digest(sign(self._secret, delivery_id, timestamp, body), signature):
+        if not UNIX_SECONDS.fullmatch(timestamp):
+            raise WebhookRejected("the timestamp is not a Unix time in whole seconds (decimal digits)")
+        # Header values arrive as Latin-1 text; compare_digest refuses non-ASCII str, so compare bytes.
+        if not signature.isascii():
             raise WebhookRejected("the signature does not match")
-        try:
-            sent = float(timestamp)
-        except ValueError:
-            raise WebhookRejected("the timestamp is not a number") from None
-        now = self._clock()
-        if abs(now - sent) > self._max_age:
+        expected = sign(self._secret, delivery_id, timestamp, body).encode("ascii")
+        if not hmac.compare_digest(expected, signature.encode("ascii")):
+            raise WebhookRejected("the signature does not match")
+        if abs(self._clock() - int(timestamp)) > self._max_age:
             raise WebhookRejected(f"the timestamp is more than {self._max_age:.0f} s away from now")
-        self._forget_before(now - self._max_age)
-        if delivery_id in self._seen:
-            raise WebhookRejected("this delivery was already received")
-        self._seen[delivery_id] = sent
 
-    def _forget_before(self, cutoff: float) -> None:
-        while self._seen and next(iter(self._seen.values())) < cutoff:
-            self._seen.popitem(last=False)
+    async def close(self) -> None:
+        await self.ledger.close()
 
 
 def alias_event(body: bytes) -> AliasEvent | None:

@@ -9,16 +9,20 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from server.codecs.body import read_body
+from server.delivery_ledger import LedgerUnavailable
 from server.dependencies import ServicesDep
 from server.errors import ServingError
 from server.loading import one_line
 from server.openapi import READ_ERRORS, error_responses
-from server.schemas import ReloadResponse, VersionsResponse, WebhookResponse
+from server.schemas import ErrorBody, ReloadResponse, VersionsResponse, WebhookResponse
 from server.webhooks import WebhookRejected, alias_event
 
 router = APIRouter(tags=["registry"])
 
 WEBHOOK_BODY_LIMIT = 64 * 1024
+WEBHOOK_ERRORS = error_responses(401, 403, 413) | {
+    503: {"model": ErrorBody, "description": "The record of received deliveries (Redis) is unreachable"}
+}
 
 
 class WebhooksDisabled(ServingError):
@@ -29,6 +33,14 @@ class WebhooksDisabled(ServingError):
 class InvalidDelivery(ServingError):
     status_code = 401
     error_code = "INVALID_DELIVERY"
+
+
+class LedgerDown(ServingError):
+    """The shared record of received deliveries cannot be reached: refuse rather than risk a replay
+    (MLflow retries a 503; polling follows the alias meanwhile)."""
+
+    status_code = 503
+    error_code = "WEBHOOK_LEDGER_UNAVAILABLE"
 
 
 class NotARegistryModel(ServingError):
@@ -45,7 +57,7 @@ class RegistryUnavailable(ServingError):
     "/webhooks/mlflow",
     response_model=WebhookResponse,
     summary="Receive MLflow's model_version_alias webhook deliveries",
-    responses=error_responses(401, 403, 413),
+    responses=WEBHOOK_ERRORS,
 )
 async def mlflow_webhook(request: Request, services: ServicesDep) -> JSONResponse:
     verifier = services.webhook_verifier
@@ -53,10 +65,12 @@ async def mlflow_webhook(request: Request, services: ServicesDep) -> JSONRespons
         raise WebhooksDisabled("webhook deliveries are refused: MLFLOW_WEBHOOK_SECRET is not set")
     body = await read_body(request, WEBHOOK_BODY_LIMIT)
     try:
-        verifier.verify(request.headers, body)
+        await verifier.verify(request.headers, body)
         event = alias_event(body)
     except WebhookRejected as rejection:
         raise InvalidDelivery(f"delivery refused: {rejection}") from None
+    except LedgerUnavailable as trouble:
+        raise LedgerDown(f"delivery refused for now: {trouble}; retry later") from None
     reference = services.follower.reference
     if event is None:
         return JSONResponse({"status": "ignored", "reason": "not a model_version_alias event"})

@@ -16,13 +16,14 @@ from server.settings import ServerSettings
 def test_defaults() -> None:
     settings = ServerSettings(_env_file=None)
     assert settings.model_uri == "models:/breast-cancer-classifier@champion"
-    assert (settings.api_host, settings.api_port, settings.workers) == ("0.0.0.0", 8000, 1)
+    assert (settings.api_host, settings.api_port, settings.workers) == ("127.0.0.1", 8000, 1)
     assert (settings.log_level, settings.max_batch_size, settings.max_body_bytes) == (
         "INFO",
         1000,
         10 * 1024 * 1024,
     )
-    assert str(settings.model_path) == "artifacts/model/model.joblib"
+    assert str(settings.model_path) == "artifacts/model/model.skops"
+    assert settings.allow_pickled_models is False
 
 
 def test_values_come_from_the_environment() -> None:
