@@ -1,7 +1,8 @@
 #!/bin/sh
 # The images' one entry point. Mode from the first argument, else SERVE_API=true (the seed's
 # switch) for api, else MODE, else api:
-#   api     the model server (python -m server): MODEL_URI, MLFLOW_TRACKING_URI, API_PORT, ...
+#   api     the model server (python -m server): MODEL_URI, MLFLOW_TRACKING_URI, API_HOST (0.0.0.0),
+#           API_PORT, ...
 #   mlflow  the tracking server: MLFLOW_BACKEND_STORE_URI (e.g. PostgreSQL), MLFLOW_ARTIFACTS_DESTINATION,
 #           MLFLOW_HOST (0.0.0.0), MLFLOW_PORT (5000), MLFLOW_WORKERS (2), MLFLOW_ALLOWED_HOSTS
 #   train   train and promote the default model unless the registry already has @champion
@@ -18,6 +19,10 @@ fi
 
 case "$mode" in
     api)
+        # Outside a container the server binds 127.0.0.1 unless told otherwise; in one, loopback
+        # would be unreachable from the port mapping and the orchestrator's probes.
+        API_HOST="${API_HOST:-0.0.0.0}"
+        export API_HOST
         exec python -m server "$@"
         ;;
     mlflow)

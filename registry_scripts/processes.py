@@ -1,11 +1,15 @@
 """Local server processes, started and stopped as a whole: for `make run`, the tests and `make bench`.
 
 Each server runs in its own process group, so stopping it also stops whatever it spawned (the
-uvicorn workers of `mlflow server` and `mlflow models serve`).
+uvicorn workers and job consumers of `mlflow server`, the workers of `python -m server` and
+`mlflow models serve`), even when the server itself has already died and left them behind.
+A process that leaves its group (a new session) is out of reach of that; `stop_marked` finds such
+processes by a variable their environment inherited (on Linux, through /proc).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -14,10 +18,12 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
 VENV_BIN = str(Path(sys.executable).parent)
+PROC = Path("/proc")
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -53,6 +59,102 @@ def wait_until_healthy(url: str, timeout: float, process: subprocess.Popen[bytes
             pass
         time.sleep(0.05)
     raise TimeoutError(f"{url} was not healthy within {timeout:.0f} s")
+
+
+def _group_members(pgid: int) -> list[int]:
+    """The living (not zombie) processes of group `pgid`: read from /proc where there is one."""
+    if not PROC.is_dir():
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return []
+        except PermissionError:
+            pass
+        return [pgid]
+    members = []
+    for entry in PROC.iterdir():
+        if entry.name.isdigit():
+            try:
+                # After the command's closing parenthesis: state, ppid, pgrp, ...
+                fields = (entry / "stat").read_bytes().rsplit(b")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == pgid and fields[0] not in (b"Z", b"X"):
+                members.append(int(entry.name))
+    return members
+
+
+def _wait_gone(pids: Callable[[], list[int]], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while pids():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, sig)
+
+
+def stop_group(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+    """Stop `process`, the leader of its own process group, and every member of the group.
+
+    Sends `sig` to the group (also when the leader has already exited, since what it spawned may
+    live on), waits up to `timeout` for the leader and then for the rest, and kills what remains.
+    Returns the leader's exit status.
+    """
+    deadline = time.monotonic() + timeout
+    _signal_group(process.pid, sig)
+    try:
+        process.wait(max(deadline - time.monotonic(), 0))
+    except subprocess.TimeoutExpired:
+        _signal_group(process.pid, signal.SIGKILL)
+        process.wait()
+    if not _wait_gone(lambda: _group_members(process.pid), max(deadline - time.monotonic(), 0)):
+        _signal_group(process.pid, signal.SIGKILL)
+        _wait_gone(lambda: _group_members(process.pid), 5)
+    return process.returncode
+
+
+def marked_processes(variable: str, value: str) -> list[int]:
+    """Processes whose environment has `variable=value` (Linux; elsewhere none are found).
+
+    /proc shows the environment a process started with, which its children inherit unless they
+    are given another one: a marker that reaches processes outside any known process group.
+    """
+    if not PROC.is_dir():
+        return []
+    needle = f"{variable}={value}".encode()
+    found = []
+    for entry in PROC.iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            try:
+                environ = (entry / "environ").read_bytes()
+                state = (entry / "stat").read_bytes().rsplit(b")", 1)[1].split()[0]
+            except OSError:  # gone, or not ours to read
+                continue
+            if needle in environ.split(b"\0") and state not in (b"Z", b"X"):
+                found.append(int(entry.name))
+    return found
+
+
+def stop_marked(variable: str, value: str, timeout: float = 10) -> list[int]:
+    """SIGTERM every process `marked_processes` finds, SIGKILL those alive after `timeout`.
+
+    Returns the pids it found, so a caller can tell that something had escaped.
+    """
+    found = marked_processes(variable, value)
+    for pid in found:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    if found and not _wait_gone(lambda: marked_processes(variable, value), timeout):
+        for pid in marked_processes(variable, value):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        _wait_gone(lambda: marked_processes(variable, value), 5)
+    return found
 
 
 class ServerProcess:
@@ -95,14 +197,7 @@ class ServerProcess:
         process, self.process = self.process, None
         if process is None:
             return None
-        if process.poll() is None:
-            os.killpg(process.pid, sig)
-            try:
-                process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-        return process.returncode
+        return stop_group(process, sig, timeout)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
