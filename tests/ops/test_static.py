@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -193,6 +194,22 @@ def test_dashboard_has_the_panels_ops_asked_for() -> None:
 def test_grafana_reads_its_password_from_the_environment() -> None:
     compose = yaml.safe_load((ROOT / "docker-compose.mlflow.yml").read_text())
     assert compose["services"]["grafana"]["environment"]["GF_SECURITY_ADMIN_PASSWORD"].startswith("${")
+
+
+@pytest.mark.parametrize(("given", "expected"), [(None, "0.0.0.0"), ("10.1.2.3", "10.1.2.3")])
+def test_the_entry_point_serves_on_every_interface_of_the_container(
+    tmp_path: Path, given: str | None, expected: str
+) -> None:
+    """The server alone binds 127.0.0.1; in a container that would be out of reach of the port
+    mapping and the probes, so the entry point's api mode defaults API_HOST to 0.0.0.0."""
+    fake = tmp_path / "python"
+    fake.write_text('#!/bin/sh\nprintf %s "$API_HOST"\n')
+    fake.chmod(0o755)
+    env = {"PATH": f"{tmp_path}:/usr/bin:/bin", **({"API_HOST": given} if given else {})}
+    result = subprocess.run(
+        ["sh", str(ROOT / "docker-entrypoint.sh"), "api"], env=env, capture_output=True, text=True, check=True
+    )
+    assert result.stdout == expected
 
 
 def test_services_without_authentication_are_published_on_loopback_only() -> None:
