@@ -114,7 +114,7 @@ def create_app(settings: ServerSettings, *, store: ModelStore | None = None) -> 
             "/invocations": invocations.invocations,
         },
     )
-    app.openapi = OpenApiBuilder(app, settings.max_batch_size, store.peek)  # type: ignore[method-assign]
+    app.openapi = OpenApiBuilder(app, settings, store.peek)  # type: ignore[method-assign]
     return app
 
 

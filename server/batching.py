@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
 
@@ -57,8 +58,10 @@ class AdaptiveBatcher:
         max_wait: float,
         inline_budget: float,
         in_flight: InFlight | None = None,
+        clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         self._executor = executor
+        self._clock = clock
         self._in_flight = in_flight
         self._max_rows = max_rows
         self._max_wait = max_wait
@@ -73,7 +76,7 @@ class AdaptiveBatcher:
     ) -> Prediction:
         """`model`'s prediction for `features`, whose call `cost` was measured when it was loaded."""
         loop = asyncio.get_running_loop()
-        now = time.perf_counter()
+        now = self._clock()
         quiet, self._last_arrival = now - self._last_arrival > IDLE_GAP, now
         # Nobody to batch with (batching is off, no other request in progress, or none came for
         # IDLE_GAP) and cheap: now. A lone client's next request finds only itself in progress.

@@ -7,6 +7,7 @@ measured before the model serves, so other requests never inflate it.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,7 +29,9 @@ class CallCost:
         return self.per_call + self.per_row * rows
 
 
-def calibrate(model: SklearnClassifierModel, width: int) -> CallCost:
+def calibrate(
+    model: SklearnClassifierModel, width: int, clock: Callable[[], float] = time.perf_counter
+) -> CallCost:
     """Time one row and `CALIBRATION_ROWS` rows (best of `REPEATS`, after a warm-up call)."""
 
     def best(rows: int) -> float:
@@ -36,9 +39,9 @@ def calibrate(model: SklearnClassifierModel, width: int) -> CallCost:
         model.predict_array(features)
         timings = []
         for _ in range(REPEATS):
-            start = time.perf_counter()
+            start = clock()
             model.predict_array(features)
-            timings.append(time.perf_counter() - start)
+            timings.append(clock() - start)
         return min(timings)
 
     one, many = best(1), best(CALIBRATION_ROWS)

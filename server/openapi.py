@@ -2,6 +2,10 @@
 
 Routes read raw bytes (strict parsing is ours, and faster), so FastAPI cannot infer their
 bodies; the schemas are written here from the signature's feature names, once per model.
+The headers the middleware reads and writes are documented here too, since no route declares
+them: `X-Request-ID` on every request and every answer, `X-Model-Version` on every prediction,
+and, with AUTH_ENABLED, the credentials (`X-API-Key`, or `Authorization: Bearer`) each route
+that needs a scope requires.
 """
 
 from __future__ import annotations
@@ -11,9 +15,12 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
+from server.access import required_scope
 from server.codecs.records import FEATURE_LIMIT
 from server.loaded_model import LoadedModel
+from server.metrics import PREDICTION_ENDPOINTS
 from server.schemas import ErrorBody
+from server.settings import ServerSettings
 
 PREDICT_REQUEST = "PredictRequest"
 BATCH_REQUEST = "BatchPredictRequest"
@@ -115,12 +122,66 @@ def _components(model: LoadedModel | None, max_batch_size: int) -> dict[str, Any
     }
 
 
+REQUEST_ID_PARAMETER = {
+    "name": "X-Request-ID",
+    "in": "header",
+    "required": False,
+    "description": "Your id for this request, echoed and logged when it is 1 to 128 letters, digits, "
+    "`.`, `_`, `:` or `-`; any other value is replaced by a new id.",
+    "schema": {"type": "string"},
+}
+RESPONSE_HEADERS = {
+    "X-Request-ID": {
+        "description": "The request's id: the client's when it sent a plain one, else a new one.",
+        "required": True,
+        "schema": {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,128}$"},
+    }
+}
+MODEL_VERSION_HEADER = {
+    "X-Model-Version": {
+        "description": "The registry version that answered.",
+        "required": True,
+        "schema": {"type": "string"},
+    }
+}
+SECURITY_SCHEMES = {
+    "ApiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key", "description": "An API key."},
+    "Bearer": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "An API key, or a JWT when JWT_ALGORITHM is set.",
+    },
+}
+
+
+def _document_headers(document: dict[str, Any], model: LoadedModel | None, settings: ServerSettings) -> None:
+    """Declare the headers every operation reads and answers with, and its credentials."""
+    version = model.source.version if model is not None else None
+    if settings.auth_enabled:
+        document["components"]["securitySchemes"] = SECURITY_SCHEMES
+    for path, operations in document.get("paths", {}).items():
+        scope = required_scope(path, settings.metrics_auth)
+        for operation in operations.values():
+            operation.setdefault("parameters", []).append(REQUEST_ID_PARAMETER)
+            for status, response in operation.get("responses", {}).items():
+                headers = response.setdefault("headers", {})
+                headers.update(RESPONSE_HEADERS)
+                if path in PREDICTION_ENDPOINTS and status == "200" and version:
+                    headers.update(MODEL_VERSION_HEADER)
+            if settings.auth_enabled and scope is not None:
+                operation["security"] = [{"ApiKey": []}, {"Bearer": []}]
+                operation["description"] = (
+                    operation.get("description", "") + f"\n\nNeeds a credential with the `{scope}` scope."
+                ).strip()
+
+
 class OpenApiBuilder:
     """Builds the document for the model being served, rebuilding only when the model changes."""
 
-    def __init__(self, app: FastAPI, max_batch_size: int, current: Any) -> None:
+    def __init__(self, app: FastAPI, settings: ServerSettings, current: Any) -> None:
         self._app = app
-        self._max_batch_size = max_batch_size
+        self._max_batch_size = settings.max_batch_size
+        self._settings = settings
         self._current = current
         self._cached_for: LoadedModel | None = None
         self._document: dict[str, Any] | None = None
@@ -137,5 +198,6 @@ class OpenApiBuilder:
             document.setdefault("components", {}).setdefault("schemas", {}).update(
                 _components(model, self._max_batch_size)
             )
+            _document_headers(document, model, self._settings)
             self._document, self._cached_for = document, model
         return self._document

@@ -43,9 +43,14 @@ class BackgroundLoad:
         with self._lock:
             return next((at for at, seen in self.versions if seen == version), None)
 
+    def answered_after(self, count: int) -> int:
+        """Answers that came after the first `count` (compare with an earlier `total`)."""
+        return self.total - count
+
     @property
     def total(self) -> int:
-        return sum(self.statuses.values())
+        with self._lock:
+            return sum(self.statuses.values())
 
     def __enter__(self) -> BackgroundLoad:
         self._workers = [threading.Thread(target=self._run, daemon=True) for _ in range(self.threads)]

@@ -1,6 +1,7 @@
 """A test's own load balancer: round-robin over backends that are in rotation, like a Service
 that only routes to ready pods. Taking a backend out of rotation before stopping it is what a
-Kubernetes preStop pause plus readiness achieves."""
+Kubernetes preStop pause plus readiness achieves; `outstanding` says when a backend taken out of
+rotation has answered the last request forwarded to it."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ class RoundRobin:
         self._lock = threading.Lock()
         self._turn = itertools.count()
         self.forwarded: dict[str, int] = {}
+        self._outstanding: dict[str, int] = {}
         balancer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -26,12 +28,16 @@ class RoundRobin:
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length", 0)))
                 backend = balancer._next()
-                with httpx.Client(timeout=30) as client:
-                    upstream = client.post(
-                        f"{backend}{self.path}",
-                        content=body,
-                        headers={"content-type": self.headers["content-type"]},
-                    )
+                try:
+                    with httpx.Client(timeout=30) as client:
+                        upstream = client.post(
+                            f"{backend}{self.path}",
+                            content=body,
+                            headers={"content-type": self.headers["content-type"]},
+                        )
+                finally:
+                    with balancer._lock:
+                        balancer._outstanding[backend] -= 1
                 with balancer._lock:
                     balancer.forwarded[backend] = balancer.forwarded.get(backend, 0) + 1
                 self.send_response(upstream.status_code)
@@ -48,7 +54,19 @@ class RoundRobin:
 
     def _next(self) -> str:
         with self._lock:
-            return self._backends[next(self._turn) % len(self._backends)]
+            backend = self._backends[next(self._turn) % len(self._backends)]
+            self._outstanding[backend] = self._outstanding.get(backend, 0) + 1
+            return backend
+
+    def outstanding(self, backend: str) -> int:
+        """Requests forwarded to `backend` and not answered yet."""
+        with self._lock:
+            return self._outstanding.get(backend, 0)
+
+    def served(self, backend: str) -> int:
+        """Requests `backend` has answered."""
+        with self._lock:
+            return self.forwarded.get(backend, 0)
 
     def add(self, backend: str) -> None:
         with self._lock:

@@ -1,5 +1,5 @@
-"""Under concurrent load, with requests micro-batched together, every answer is exactly the pyfunc
-model's answer for that row: the whole dataset, one row per request, 16 at a time."""
+"""Under concurrent load, however the requests are micro-batched together, every answer is exactly
+the pyfunc model's answer for that row: the whole dataset, one row per request, 16 at a time."""
 
 from __future__ import annotations
 
@@ -39,9 +39,12 @@ def test_concurrent_single_rows_equal_pyfunc_predict_on_the_whole_dataset(
     def delta(name: str, **labels: str) -> float:
         return sample(after, name, **labels) - sample(before, name, **labels)
 
+    # Every row went through exactly one model call. How many calls were merged depends on how
+    # the requests happened to arrive, so it is not asserted here: that concurrent requests share a
+    # call, each getting exactly its own rows, is proven without timing in
+    # tests/server/test_batching.py and tests/e2e/test_documented_behaviour.py.
     requests = 2 * len(ROWS)
     assert delta("batch_size_sum", kind="model_call") == requests
-    assert delta("batch_size_count", kind="model_call") < requests  # some requests shared a call
 
     predicted = pd.DataFrame(
         {

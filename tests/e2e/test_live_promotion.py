@@ -15,7 +15,7 @@ from registry_scripts.tracking_server import TrackingServer
 from tests.e2e.load import BackgroundLoad
 from tests.helpers import run_ok, wait_for
 from tests.registry import FEATURES, register_29_features, register_ours
-from tests.server.metrics_text import sample
+from tests.server.metrics_text import sample, served_versions
 
 ROW = {k: float(v) for k, v in FEATURES.iloc[0].items()}
 SECRET = "e2e-webhook-secret"
@@ -170,13 +170,6 @@ def test_two_workers_converge_on_the_promoted_version(
         client_mlflow.set_registered_model_alias(model_name, "champion", "2")
 
         def both_on_two() -> bool:
-            text = httpx.get(f"{api.url}/metrics").text
-            info = [line for line in text.splitlines() if line.startswith("model_info{")]
-            live = {
-                line.split('pid="')[1].split('"')[0]
-                for line in info
-                if 'version="2"' in line and line.endswith(" 1.0")
-            }
-            return len(live) == 2
+            return sorted(served_versions(httpx.get(f"{api.url}/metrics").text).values()) == ["2", "2"]
 
         wait_for(both_on_two, 30, "both workers on version 2")

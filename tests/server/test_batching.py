@@ -1,5 +1,10 @@
 """The adaptive batcher: concurrent requests share calls, answers never change, failures reach
-everyone, and nothing waits needlessly."""
+everyone, and nothing waits needlessly.
+
+Nothing here depends on how fast this machine is: arrivals are stamped by a clock the test moves
+(`ManualClock`), each model call's cost is given (`CHEAP`, `COSTLY`) rather than measured, and a
+call on the inference thread is held open with an event while the next requests arrive.
+"""
 
 from __future__ import annotations
 
@@ -16,27 +21,48 @@ from model_wrapper import Prediction, SklearnClassifierModel
 from model_wrapper.export import describe
 from registry_scripts.dataset import load_frame
 from registry_scripts.estimators import build_estimator
-from server.batching import AdaptiveBatcher
+from server.batching import IDLE_GAP, AdaptiveBatcher
 from server.call_cost import CallCost, calibrate
 from server.in_flight import InFlight
 
 FEATURES, TARGET, NAMES = load_frame()
 ROWS = FEATURES.to_numpy(dtype=np.float64)
+BUDGET = 250e-6
+CHEAP = CallCost(per_call=10e-6, per_row=0.1e-6)  # well under BUDGET for every batch here
+COSTLY = CallCost(per_call=1.0, per_row=0.0)  # always over BUDGET: the inference thread's
+
+
+class ManualClock:
+    """The batcher's arrival clock: it moves only when the test says so."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
 
 
 class CountingModel(SklearnClassifierModel):
-    """The real wrapper, recording each call's row count and thread."""
+    """The real wrapper, recording each call's row count and thread; a call on the inference
+    thread waits for `release` when the test holds it."""
 
-    def __init__(self, estimator: ClassifierMixin) -> None:
+    def __init__(self, estimator: ClassifierMixin, cost: CallCost = CHEAP) -> None:
         super().__init__()
         self.calls: list[tuple[int, str]] = []
         self.fail_with: Exception | None = None
+        self.cost = cost
+        self.started = threading.Event()
+        self.release: threading.Event | None = None
         self._bind(estimator.fit(ROWS, TARGET.to_numpy()), describe(estimator, NAMES))
-        self.cost = calibrate(self, ROWS.shape[1])
-        self.calls.clear()
 
     def predict_array(self, features: np.ndarray) -> Prediction:
         self.calls.append((len(features), threading.current_thread().name))
+        self.started.set()
+        if self.release is not None and threading.current_thread().name.startswith("inference"):
+            assert self.release.wait(30), "the test never released the call"
         if self.fail_with is not None:
             raise self.fail_with
         return super().predict_array(features)
@@ -48,23 +74,27 @@ def executor():
         yield pool
 
 
-def _batcher(executor, **overrides) -> AdaptiveBatcher:
-    options = {"max_rows": 1024, "max_wait": 0.0, "inline_budget": 250e-6} | overrides
-    return AdaptiveBatcher(executor, **options)
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+def _batcher(executor, clock: ManualClock, **overrides) -> AdaptiveBatcher:
+    options = {"max_rows": 1024, "max_wait": 0.0, "inline_budget": BUDGET} | overrides
+    return AdaptiveBatcher(executor, clock=clock, **options)
 
 
 async def _concurrently(batcher: AdaptiveBatcher, model: CountingModel, parts: list[np.ndarray]):
     return await asyncio.gather(*(batcher.predict(model, model.cost, part) for part in parts))
 
 
-def _parts(count: int, rows: int = 1) -> list[np.ndarray]:
-    return [ROWS[i * rows : (i + 1) * rows] for i in range(count)]
+def _parts(count: int, rows: int = 1, first: int = 0) -> list[np.ndarray]:
+    return [ROWS[(first + i) * rows : (first + i + 1) * rows] for i in range(count)]
 
 
-def test_concurrent_requests_share_one_call_and_keep_their_own_rows(executor) -> None:
+def test_concurrent_requests_share_one_call_and_keep_their_own_rows(executor, clock) -> None:
     model = CountingModel(build_estimator("logistic_regression", 0))
-    batcher = _batcher(executor)
-    model.calls.clear()
+    batcher = _batcher(executor, clock)
     parts = _parts(16, rows=3)
     answers = asyncio.run(_concurrently(batcher, model, parts))
     # The first of a burst after a quiet spell is served at once; the fifteen behind it share a call.
@@ -76,33 +106,50 @@ def test_concurrent_requests_share_one_call_and_keep_their_own_rows(executor) ->
         np.testing.assert_array_equal(answer.labels, alone.labels)
 
 
-def test_batches_never_exceed_max_rows(executor) -> None:
+def test_batches_never_exceed_max_rows(executor, clock) -> None:
     model = CountingModel(build_estimator("logistic_regression", 0))
-    batcher = _batcher(executor, max_rows=10)
+    batcher = _batcher(executor, clock, max_rows=10)
     asyncio.run(_concurrently(batcher, model, _parts(12, rows=3)))
     assert [rows for rows, _ in model.calls] == [3, 9, 9, 9, 6]
 
 
-def test_costly_calls_run_on_the_inference_thread_and_batch_meanwhile(executor) -> None:
+def test_max_rows_one_never_merges(executor, clock) -> None:
     model = CountingModel(build_estimator("logistic_regression", 0))
-    batcher = _batcher(executor, inline_budget=0.0)
-    asyncio.run(_concurrently(batcher, model, _parts(20)))
-    assert {thread for _, thread in model.calls} == {"inference_0"}
-    assert sum(rows for rows, _ in model.calls) == 20
-    assert len(model.calls) < 20
+    batcher = _batcher(executor, clock, max_rows=1)
+    asyncio.run(_concurrently(batcher, model, _parts(5)))
+    assert model.calls == [(1, "MainThread")] * 5
 
 
-def test_models_that_are_not_row_invariant_are_never_merged(executor) -> None:
+def test_costly_calls_run_on_the_inference_thread_and_batch_meanwhile(executor, clock) -> None:
+    """While one call runs on the inference thread, the requests that arrive form the next call."""
+    model = CountingModel(build_estimator("logistic_regression", 0), cost=COSTLY)
+    model.release = threading.Event()
+    batcher = _batcher(executor, clock)
+
+    async def scenario() -> list[Prediction]:
+        first = [asyncio.ensure_future(batcher.predict(model, model.cost, p)) for p in _parts(5)]
+        await asyncio.to_thread(model.started.wait, 30)  # the first call runs, held open
+        meanwhile = [asyncio.ensure_future(batcher.predict(model, model.cost, p)) for p in _parts(7, first=5)]
+        await asyncio.sleep(0)  # every one of them queued behind the running call
+        model.release.set()
+        return await asyncio.gather(*first, *meanwhile)
+
+    answers = asyncio.run(scenario())
+    assert model.calls == [(5, "inference_0"), (7, "inference_0")]
+    assert len(answers) == 12
+
+
+def test_models_that_are_not_row_invariant_are_never_merged(executor, clock) -> None:
     model = CountingModel(KNeighborsClassifier())
     assert not model.row_invariant
-    batcher = _batcher(executor)
+    batcher = _batcher(executor, clock)
     asyncio.run(_concurrently(batcher, model, _parts(6, rows=2)))
     assert [rows for rows, _ in model.calls] == [2] * 6
 
 
-def test_a_failing_call_fails_every_request_in_it(executor) -> None:
+def test_a_failing_call_fails_every_request_in_it(executor, clock) -> None:
     model = CountingModel(build_estimator("logistic_regression", 0))
-    batcher = _batcher(executor)
+    batcher = _batcher(executor, clock)
     model.fail_with = RuntimeError("model broke")
 
     async def run() -> list[object]:
@@ -111,12 +158,13 @@ def test_a_failing_call_fails_every_request_in_it(executor) -> None:
         )
 
     results = asyncio.run(run())
+    assert [rows for rows, _ in model.calls] == [1, 4]  # one alone, four merged: all five failed
     assert all(isinstance(r, RuntimeError) and str(r) == "model broke" for r in results)
 
 
-def test_after_a_failure_the_next_requests_still_run(executor) -> None:
-    model = CountingModel(build_estimator("logistic_regression", 0))
-    batcher = _batcher(executor, inline_budget=0.0)
+def test_after_a_failure_the_next_requests_still_run(executor, clock) -> None:
+    model = CountingModel(build_estimator("logistic_regression", 0), cost=COSTLY)
+    batcher = _batcher(executor, clock)
     model.fail_with = RuntimeError("transient")
     with pytest.raises(RuntimeError, match="transient"):
         asyncio.run(_concurrently(batcher, model, _parts(3)))
@@ -124,13 +172,13 @@ def test_after_a_failure_the_next_requests_still_run(executor) -> None:
     assert len(asyncio.run(_concurrently(batcher, model, _parts(3)))) == 3
 
 
-def test_a_request_on_an_idle_server_is_computed_at_once(executor) -> None:
+def test_a_request_after_a_quiet_spell_is_computed_at_once(executor, clock) -> None:
     model = CountingModel(build_estimator("logistic_regression", 0))
-    batcher = _batcher(executor)
+    batcher = _batcher(executor, clock)
     asyncio.run(_concurrently(batcher, model, _parts(1)))
 
     async def lone_request() -> bool:
-        await asyncio.sleep(0.01)  # longer than IDLE_GAP
+        clock.advance(2 * IDLE_GAP)
         task = asyncio.ensure_future(batcher.predict(model, model.cost, ROWS[:1]))
         await asyncio.sleep(0)  # one loop turn: an immediate answer is already there
         return task.done()
@@ -138,14 +186,31 @@ def test_a_request_on_an_idle_server_is_computed_at_once(executor) -> None:
     assert asyncio.run(lone_request())
 
 
+def test_a_request_within_the_idle_gap_waits_a_loop_turn_for_company(executor, clock) -> None:
+    model = CountingModel(build_estimator("logistic_regression", 0))
+    batcher = _batcher(executor, clock)
+    asyncio.run(_concurrently(batcher, model, _parts(1)))
+
+    async def soon_after() -> bool:
+        clock.advance(IDLE_GAP / 2)
+        task = asyncio.ensure_future(batcher.predict(model, model.cost, ROWS[:1]))
+        await asyncio.sleep(0)
+        done = task.done()
+        await task
+        return done
+
+    assert asyncio.run(soon_after()) is False
+    assert [rows for rows, _ in model.calls] == [1, 1]
+
+
 @pytest.mark.parametrize(("in_progress", "at_once"), [(1, True), (2, False)])
 def test_right_after_another_a_request_is_computed_at_once_only_if_it_is_alone(
-    executor, in_progress: int, at_once: bool
+    executor, clock, in_progress: int, at_once: bool
 ) -> None:
     """A lone client's back-to-back requests do not wait a loop turn for company that cannot come."""
     model = CountingModel(build_estimator("logistic_regression", 0))
     in_flight = InFlight()
-    batcher = _batcher(executor, in_flight=in_flight)
+    batcher = _batcher(executor, clock, in_flight=in_flight)
 
     async def back_to_back() -> bool:
         await batcher.predict(model, model.cost, ROWS[:1])
@@ -159,9 +224,65 @@ def test_right_after_another_a_request_is_computed_at_once_only_if_it_is_alone(
     assert asyncio.run(back_to_back()) is at_once
 
 
-def test_calibration_measures_a_positive_cost() -> None:
-    cost = CountingModel(build_estimator("logistic_regression", 0)).cost
-    assert 0 < cost.estimate(1) < cost.estimate(1000)
+def test_max_wait_holds_a_batch_open_for_requests_that_come_later(executor, clock) -> None:
+    """With BATCH_MAX_WAIT_MS, requests arriving over several loop turns share one call; without it
+    each turn's arrivals would leave on their own."""
+    model = CountingModel(build_estimator("logistic_regression", 0))
+    max_wait = 1.0
+    batcher = _batcher(executor, clock, max_wait=max_wait)
+
+    async def scenario() -> tuple[list[tuple[int, str]], float]:
+        loop = asyncio.get_running_loop()
+        await batcher.predict(model, model.cost, ROWS[:1])  # alone after a quiet spell: at once
+        began = loop.time()
+        waiting = []
+        for part in _parts(3, first=1):
+            waiting.append(asyncio.ensure_future(batcher.predict(model, model.cost, part)))
+            for _ in range(3):  # several loop turns between arrivals
+                await asyncio.sleep(0)
+        calls_before_the_wait = list(model.calls)
+        await asyncio.gather(*waiting)
+        return calls_before_the_wait, loop.time() - began
+
+    calls_before_the_wait, waited = asyncio.run(scenario())
+    assert calls_before_the_wait == [(1, "MainThread")]
+    assert model.calls == [(1, "MainThread"), (3, "MainThread")]
+    assert waited >= max_wait - 0.001  # the loop's timer, not this machine's speed: a lower bound
+
+
+def test_without_max_wait_each_loop_turn_leaves_on_its_own(executor, clock) -> None:
+    model = CountingModel(build_estimator("logistic_regression", 0))
+    batcher = _batcher(executor, clock)
+
+    async def scenario() -> None:
+        await batcher.predict(model, model.cost, ROWS[:1])
+        waiting = []
+        for part in _parts(3, first=1):
+            waiting.append(asyncio.ensure_future(batcher.predict(model, model.cost, part)))
+            for _ in range(3):
+                await asyncio.sleep(0)
+        await asyncio.gather(*waiting)
+
+    asyncio.run(scenario())
+    assert model.calls == [(1, "MainThread")] * 4
+
+
+class TimedModel(CountingModel):
+    """A call takes 20 µs plus 1 µs a row on the clock it advances: a known cost line."""
+
+    def __init__(self, clock: ManualClock) -> None:
+        super().__init__(build_estimator("logistic_regression", 0))
+        self._clock = clock
+
+    def predict_array(self, features: np.ndarray) -> Prediction:
+        self._clock.advance(20e-6 + 1e-6 * len(features))
+        return super().predict_array(features)
+
+
+def test_calibration_measures_the_cost_line(clock) -> None:
+    cost = calibrate(TimedModel(clock), ROWS.shape[1], clock=clock)
+    assert cost.per_call == pytest.approx(20e-6)
+    assert cost.per_row == pytest.approx(1e-6)
 
 
 def test_cost_line_estimates_linearly() -> None:

@@ -298,3 +298,79 @@ def test_a_damaged_body_is_declined_or_read_as_pythons_json_reads_it(
         expected = _as_python_reads_it(bytes(damaged))
         assert expected is not None
         assert _same(read, expected)
+
+
+# Bodies of every size, each in an allocation of its own that ends where the body ends, so that
+# under `make sanitize` (AddressSanitizer, with PYTHONMALLOC=malloc: no pymalloc arena around
+# small objects) a read one byte past the end is caught. A bytes object carries a NUL after its
+# last byte, which the scanner must not need either: the same bodies go in NUL-less buffers too.
+
+
+def _fresh_bytes(data: bytes) -> bytes:
+    """An exact copy in a newly allocated bytes object (a whole slice would be the object itself)."""
+    return bytes(bytearray(data))
+
+
+def _exact_buffer(data: bytes) -> np.ndarray:
+    """An exact copy in a buffer of exactly `len(data)` bytes, with nothing after it."""
+    buffer = np.empty(len(data), dtype=np.uint8)
+    buffer[:] = np.frombuffer(data, dtype=np.uint8)
+    return buffer
+
+
+ALLOCATIONS = {"bytes": _fresh_bytes, "no terminating NUL": _exact_buffer}
+
+
+MAX_NUMBER_CHARS = 400  # the scanner's: longer numbers are legal JSON, left to the other readers
+
+
+def _sized_bodies() -> list[tuple[bytes, int]]:
+    """Plain bodies of every length from the shortest to several hundred bytes, with the length of
+    their longest number: the last value grows a character at a time ("7", "-7", "7.3", "7.33",
+    …; past 19 significant digits the slow path reads it, past MAX_NUMBER_CHARS it is declined),
+    in a body of one record and of two."""
+    bodies = []
+    for records in (1, 2):
+        for digits in range(-1, 420):
+            last = {-1: "7", 0: "-7"}.get(digits, "7." + "3" * digits)
+            items = ", ".join([f'{{"a": 1, "bb": -2.5, "c": {last}}}'] * records)
+            bodies.append((f'{{"records": [{items}]}}'.encode(), len(last)))
+    return bodies
+
+
+SIZED_BODIES = _sized_bodies()
+
+
+def test_the_sized_bodies_cover_every_length_up_to_hundreds_of_bytes() -> None:
+    lengths = {len(body) for body, _ in SIZED_BODIES}
+    assert set(range(min(lengths), 450)) <= lengths
+
+
+@pytest.mark.parametrize("allocate", ALLOCATIONS.values(), ids=ALLOCATIONS.keys())
+def test_bodies_of_every_length_read_as_pythons_json_reads_them(allocate: Any) -> None:
+    for body, longest_number in SIZED_BODIES:
+        read = READ.read(allocate(body), MAX)
+        if longest_number > MAX_NUMBER_CHARS:
+            assert read is None, body
+            continue
+        expected = _as_python_reads_it(body)
+        assert read is not None, body
+        assert expected is not None, body
+        assert _same(read, expected), body
+
+
+@pytest.mark.parametrize("allocate", ALLOCATIONS.values(), ids=ALLOCATIONS.keys())
+def test_every_truncation_of_bodies_of_every_length_is_declined(allocate: Any) -> None:
+    for body, _ in SIZED_BODIES[::5]:
+        for end in range(len(body)):
+            assert READ.read(allocate(body[:end]), MAX) is None, body[:end]
+
+
+@pytest.mark.parametrize("allocate", ALLOCATIONS.values(), ids=ALLOCATIONS.keys())
+def test_bodies_cut_inside_any_token_at_any_length_are_declined(allocate: Any) -> None:
+    """Every length from 0 to 400, cut from bodies whose last token runs to the very end of the
+    buffer: a key, a string, a number, whitespace, a nested opening, an exponent."""
+    for length in range(400):
+        for filler in (b'"a', b"9", b" ", b"[{", b'"bb": 1e'):
+            body = (b'{"records": [{"a": 1, "bb": 2, "c": 3}, {"c": 0.5, ' + filler * length)[:length]
+            assert READ.read(allocate(body), MAX) is None, body
