@@ -29,6 +29,7 @@ from server.model_requirements import unmet_requirements
 logger = logging.getLogger(__name__)
 
 _REGISTRY_URI = re.compile(r"models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>[^/]+))")
+_RUN_URI = re.compile(r"runs:/(?P<run_id>[^/]+)/.+")
 DEFAULT_CLASS_NAMES = ("malignant", "benign")
 
 
@@ -74,7 +75,11 @@ class ModelLoader:
         """What `uri` names right now, as a pinned version where it is a registry URI."""
         reference = parse_registry_uri(uri)
         if reference is None:
-            return ModelSource(uri=uri, download_uri=uri)
+            run = _RUN_URI.fullmatch(uri)
+            if run is None:
+                return ModelSource(uri=uri, download_uri=uri)
+            metrics = self.client.get_run(run["run_id"]).data.metrics
+            return ModelSource(uri=uri, run_id=run["run_id"], download_uri=uri, metrics=dict(metrics))
         if reference.alias is not None:
             version = self.alias_version(reference.name, reference.alias)
         elif reference.version == "latest":

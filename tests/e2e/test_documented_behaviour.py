@@ -224,6 +224,7 @@ def test_a_runs_uri_is_served(
     base_env: dict[str, str], model_name: str, client_mlflow: MlflowClient, tmp_path: Path
 ) -> None:
     run_id = client_mlflow.get_model_version(model_name, "1").run_id
+    client_mlflow.log_metric(run_id, "accuracy", 0.97)
     uri = f"runs:/{run_id}/model"
     expected = mlflow.pyfunc.load_model(uri).predict(FEATURES.head(1))
     with api_process(base_env, tmp_path / "api.log", MODEL_URI=uri, TAG_LIVE_VERSION="false") as api:
@@ -233,6 +234,8 @@ def test_a_runs_uri_is_served(
     assert predicted.json()["label"] == expected["label"].iloc[0]
     assert predicted.json()["probabilities"]["malignant"] == expected["probability_malignant"].iloc[0]
     assert metadata["model_uri"] == uri
+    assert metadata["run_id"] == run_id
+    assert metadata["metrics"] == {"accuracy": 0.97}
     assert metadata["registry"]["following"] is None  # a run is no alias: nothing to follow
 
 
