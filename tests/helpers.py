@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 import time
@@ -39,3 +40,15 @@ def wait_for(
             return time.monotonic() - started
         time.sleep(poll)
     raise AssertionError(f"{what} not reached within {timeout} s")
+
+
+def half_sent(port: int, body: bytes, path: str = "/predict") -> socket.socket:
+    """A JSON POST whose headers and first half of the body are sent and the rest held back: a
+    request the server counts as in flight for as long as the test likes."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=60)
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    sock.sendall(head + body[: len(body) // 2])
+    return sock

@@ -5,11 +5,13 @@ ALLOW_PICKLED_MODELS=false."""
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import mlflow
 import numpy as np
 import pandas as pd
+from mlflow import MlflowClient
 from mlflow.models.signature import infer_signature
 
 from model_wrapper import contract, log_classifier
@@ -47,17 +49,7 @@ def register_29_features(name: str) -> str:
 
 def register_broken(name: str) -> str:
     """A version with the served signature that fails on its own input example."""
-    with mlflow.start_run():
-        info = mlflow.pyfunc.log_model(
-            name="model",
-            python_model=str(BROKEN_MODEL_CODE),
-            signature=contract.signature(CLASS_NAMES),
-            input_example=pd.DataFrame(
-                np.zeros((1, contract.FEATURE_COUNT)), columns=list(contract.FEATURE_NAMES)
-            ),
-            registered_model_name=name,
-        )
-    return str(info.registered_model_version)
+    return _register_with_served_signature(name, str(BROKEN_MODEL_CODE))
 
 
 def register_pickled(name: str, marker: Path) -> str:
@@ -65,10 +57,16 @@ def register_pickled(name: str, marker: Path) -> str:
     `marker` when unpickled, with the served signature."""
     from tests.fixtures.pickled_model import MarksItsUnpickling
 
+    return _register_with_served_signature(name, MarksItsUnpickling(marker))
+
+
+def _register_with_served_signature(name: str, python_model: object) -> str:
+    """`python_model` (a models-from-code path, or an instance MLflow pickles) logged with the
+    served signature and a zero-row input example."""
     with mlflow.start_run():
         info = mlflow.pyfunc.log_model(
             name="model",
-            python_model=MarksItsUnpickling(marker),
+            python_model=python_model,
             signature=contract.signature(CLASS_NAMES),
             input_example=pd.DataFrame(
                 np.zeros((1, contract.FEATURE_COUNT)), columns=list(contract.FEATURE_NAMES)
@@ -77,3 +75,11 @@ def register_pickled(name: str, marker: Path) -> str:
         )
     return str(info.registered_model_version)
 
+
+def champion_model(client: MlflowClient, prefix: str) -> str:
+    """A registered model of the calling test's own, named `prefix-…`, with version 1 (ours) on
+    @champion: alias moves in one test never reach another."""
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    register_ours(name)
+    client.set_registered_model_alias(name, "champion", "1")
+    return name

@@ -35,8 +35,8 @@ from registry_scripts.processes import ServerProcess, api_process
 from registry_scripts.tracking_server import TrackingServer
 from server.credentials import digest
 from server.webhooks import DELIVERY_ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
-from tests.helpers import run_ok, wait_for
-from tests.registry import FEATURES, register_29_features, register_broken, register_ours
+from tests.helpers import half_sent, run_ok, wait_for
+from tests.registry import FEATURES, champion_model, register_29_features, register_broken, register_ours
 from tests.server.metrics_text import counted, sample, served_versions
 
 ROW = {k: float(v) for k, v in FEATURES.iloc[0].items()}
@@ -45,11 +45,7 @@ BODY = json.dumps(ROW).encode()
 
 @pytest.fixture
 def model_name(client_mlflow: MlflowClient) -> str:
-    """A registered model of this test's own with version 1 on @champion."""
-    name = f"documented-{uuid.uuid4().hex[:8]}"
-    register_ours(name)
-    client_mlflow.set_registered_model_alias(name, "champion", "1")
-    return name
+    return champion_model(client_mlflow, "documented")
 
 
 def _following(model_name: str, **settings: str) -> dict[str, str]:
@@ -66,17 +62,6 @@ def _reload(server: ServerProcess) -> dict:
 def _serving_tags(client: MlflowClient, name: str, version: str) -> dict[str, str]:
     tags = client.get_model_version(name, version).tags
     return {key: value for key, value in tags.items() if key.startswith("serving.")}
-
-
-def _hold(port: int, path: str = "/predict") -> socket.socket:
-    """A request whose headers and first half of the body are sent; the rest is held back."""
-    sock = socket.create_connection(("127.0.0.1", port), timeout=60)
-    head = (
-        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(BODY)}\r\n\r\n"
-    ).encode()
-    sock.sendall(head + BODY[: len(BODY) // 2])
-    return sock
 
 
 def _answer(sock: socket.socket, *, finish: bool = True) -> tuple[int, dict[str, str], dict]:
@@ -390,7 +375,7 @@ def test_beyond_max_concurrent_requests_the_server_answers_503_at_once(
 ) -> None:
     settings = {"MODEL_URI": champion_uri, "MAX_CONCURRENT_REQUESTS": "1", "TAG_LIVE_VERSION": "false"}
     with api_process(base_env, tmp_path / "api.log", **settings) as server:
-        held = _hold(server.port)
+        held = half_sent(server.port, BODY)
         wait_for(lambda: _in_flight(server) == 1, 30, "one request in flight")
         refused = httpx.post(f"{server.url}/predict", json=ROW)  # answered while the first is held
         first = _answer(held)
@@ -408,7 +393,7 @@ def test_a_request_unanswered_after_request_timeout_seconds_gets_504(
     settings = {"MODEL_URI": champion_uri, "REQUEST_TIMEOUT_SECONDS": "1", "TAG_LIVE_VERSION": "false"}
     with api_process(base_env, tmp_path / "api.log", **settings) as server:
         # The rest of the body never comes: only the timeout can answer it.
-        status, headers, body = _answer(_hold(server.port), finish=False)
+        status, headers, body = _answer(half_sent(server.port, BODY), finish=False)
         after = httpx.post(f"{server.url}/predict", json=ROW)
     assert status == 504
     assert body["error_code"] == "TIMEOUT"
@@ -434,7 +419,7 @@ def test_batch_max_wait_ms_holds_a_batch_open_for_requests_that_come_later(
     }
     with api_process(base_env, tmp_path / "api.log", **settings) as server:
         before = httpx.get(f"{server.url}/metrics").text
-        first, second = _hold(server.port), _hold(server.port)
+        first, second = half_sent(server.port, BODY), half_sent(server.port, BODY)
         wait_for(lambda: _in_flight(server) == 2, 30, "two requests in flight")
         started = time.monotonic()
         first.sendall(BODY[len(BODY) // 2 :])

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-import uuid
 from pathlib import Path
 
 import httpx
@@ -14,7 +13,7 @@ from registry_scripts.processes import api_process
 from registry_scripts.tracking_server import TrackingServer
 from tests.e2e.load import BackgroundLoad
 from tests.helpers import run_ok, wait_for
-from tests.registry import FEATURES, register_29_features, register_ours
+from tests.registry import FEATURES, champion_model, register_29_features, register_ours
 from tests.server.metrics_text import sample, served_versions
 
 ROW = {k: float(v) for k, v in FEATURES.iloc[0].items()}
@@ -27,10 +26,7 @@ def _served(url: str) -> str | None:
 
 @pytest.fixture
 def model_name(client_mlflow: MlflowClient) -> str:
-    name = f"live-{uuid.uuid4().hex[:8]}"
-    register_ours(name)
-    client_mlflow.set_registered_model_alias(name, "champion", "1")
-    return name
+    return champion_model(client_mlflow, "live")
 
 
 def test_promotions_under_load_lose_no_request(

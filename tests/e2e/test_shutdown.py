@@ -22,7 +22,7 @@ import httpx
 from registry_scripts.processes import ServerProcess, api_process
 from tests.e2e.load import BackgroundLoad
 from tests.e2e.round_robin import RoundRobin
-from tests.helpers import wait_for
+from tests.helpers import half_sent, wait_for
 from tests.registry import FEATURES
 from tests.server.metrics_text import sample
 
@@ -32,17 +32,6 @@ HELD = 8
 # How long the clients keep their requests unfinished after the server stopped accepting: well
 # inside the 30 s graceful period, and far longer than a server that cut them short would wait.
 HOLD_SECONDS = 3
-
-
-def _send_half(port: int) -> socket.socket:
-    """A /predict request whose headers and first half of the body are sent; the rest is held."""
-    sock = socket.create_connection(("127.0.0.1", port), timeout=60)
-    head = (
-        f"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(BODY)}\r\n\r\n"
-    ).encode()
-    sock.sendall(head + BODY[: len(BODY) // 2])
-    return sock
 
 
 def _finish(sock: socket.socket) -> tuple[int, dict]:
@@ -72,7 +61,7 @@ def test_sigterm_stops_accepting_and_finishes_every_request_in_flight(
     server = api_process(base_env, tmp_path / "api.log", MODEL_URI=champion_uri).start()
     assert server.process is not None
     try:
-        held = [_send_half(server.port) for _ in range(HELD)]
+        held = [half_sent(server.port, BODY) for _ in range(HELD)]
         wait_for(lambda: _in_flight(server) == HELD, 30, f"{HELD} requests in flight")
         os.killpg(server.process.pid, signal.SIGTERM)
         # Not one of them can finish before its client sends the rest: the server, told to stop,

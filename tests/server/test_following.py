@@ -17,7 +17,7 @@ from server.app import create_app
 from server.settings import ServerSettings
 from server.webhooks import DELIVERY_ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from tests.helpers import wait_for
-from tests.registry import FEATURES, register_29_features, register_broken, register_ours
+from tests.registry import FEATURES, champion_model, register_29_features, register_broken, register_ours
 from tests.server.conftest import record
 from tests.server.metrics_text import counted, sample
 
@@ -26,11 +26,7 @@ SECRET = "following-secret"
 
 @pytest.fixture
 def model_name(client_mlflow: MlflowClient) -> str:
-    """A registered model of this test's own with version 1 on @champion."""
-    name = f"follow-{uuid.uuid4().hex[:8]}"
-    register_ours(name)
-    client_mlflow.set_registered_model_alias(name, "champion", "1")
-    return name
+    return champion_model(client_mlflow, "follow")
 
 
 def _app(tracking_server: TrackingServer, name: str, **settings: object) -> TestClient:
