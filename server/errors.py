@@ -16,11 +16,14 @@ from typing import Any
 
 @dataclass(frozen=True)
 class Problem:
-    """One thing wrong with the input, and where: the record index (batches) and the field."""
+    """One thing wrong with the input, and where: the record index (batches), and the field by name
+    when it is one of the model's (or the protocol's) names, or by `position` (0-based, in the
+    object's key order) when it is a key the client made up: those are never quoted back."""
 
     message: str
     field: str | None = None
     index: int | None = None
+    position: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         where: dict[str, Any] = {}
@@ -28,6 +31,8 @@ class Problem:
             where["index"] = self.index
         if self.field is not None:
             where["field"] = self.field
+        if self.position is not None:
+            where["position"] = self.position
         return {**where, "message": self.message}
 
     def describe(self) -> str:
@@ -36,6 +41,8 @@ class Problem:
             place.append(f"record {self.index}")
         if self.field is not None:
             place.append(self.field)
+        if self.position is not None:
+            place.append(f"key at position {self.position}")
         return f"{', '.join(place)}: {self.message}" if place else self.message
 
 
@@ -119,9 +126,9 @@ class RateLimited(ServingError):
     status_code = 429
     error_code = "RATE_LIMITED"
 
-    def __init__(self, retry_after: float) -> None:
+    def __init__(self, retry_after: float, reason: str = "rate limit reached") -> None:
         seconds = max(1, math.ceil(retry_after))
-        super().__init__(f"rate limit reached; retry in {seconds} s", headers={"Retry-After": str(seconds)})
+        super().__init__(f"{reason}; retry in {seconds} s", headers={"Retry-After": str(seconds)})
 
 
 class Overloaded(ServingError):

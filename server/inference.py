@@ -18,8 +18,10 @@ from starlette.concurrency import run_in_threadpool
 from model_wrapper import Prediction
 from server import metrics
 from server.batching import AdaptiveBatcher
-from server.codecs.mlflow_protocol import InvocationCodec, PendingRequest, from_mlflow, predict_general
-from server.errors import InvalidInput, Problem, ServingError
+from server.codecs.limits import too_many_rows
+from server.codecs.mlflow_protocol import InvocationCodec, PendingRequest, from_mlflow
+from server.codecs.redaction import ClientText, scrub
+from server.errors import ServingError
 from server.loaded_model import LoadedModel
 
 
@@ -50,16 +52,14 @@ class Inference:
     async def predict_mlflow(
         self, model: LoadedModel, codec: InvocationCodec, pending: PendingRequest, max_rows: int
     ) -> bytes:
-        """MLflow's parsers and `PyFuncModel.predict`, off the event loop."""
+        """The body's limits, MLflow's parsers and `PyFuncModel.predict`, all off the event loop."""
         return await run_in_threadpool(_parse_and_predict, model, codec, pending, max_rows)
 
 
 def check_row_count(rows: int, max_rows: int) -> None:
     """MAX_BATCH_SIZE holds for every way rows arrive, CSV and Parquet included."""
     if rows > max_rows:
-        raise InvalidInput.from_problems(
-            [Problem(f"the request holds {rows} rows; at most {max_rows} per request")]
-        )
+        raise too_many_rows(rows, max_rows)
 
 
 def _row_count(data: Any) -> int:
@@ -80,11 +80,11 @@ def _row_count(data: Any) -> int:
 def _parse_and_predict(
     model: LoadedModel, codec: InvocationCodec, pending: PendingRequest, max_rows: int
 ) -> bytes:
-    request = codec.parse(pending)
+    request = codec.parse(pending, max_rows)
     rows = _row_count(request.data)
     check_row_count(rows, max_rows)
     metrics.record_model_call(rows)
-    return predict_general(model.pyfunc, request)
+    return codec.predict(request)
 
 
 def _generic_rows(model: LoadedModel, features: np.ndarray) -> list[Any]:
@@ -92,7 +92,11 @@ def _generic_rows(model: LoadedModel, features: np.ndarray) -> list[Any]:
     try:
         output = model.pyfunc.predict(frame)
     except MlflowException as error:
-        raise from_mlflow(error) from None
+        # The frame holds only checked numbers, but MLflow's message may still quote them.
+        answer = from_mlflow(error)
+        client = ClientText.of_strings(map(repr, np.unique(features).tolist()))
+        message = scrub(answer.message, client, frozenset(frame.columns))
+        raise ServingError(message, status_code=answer.status_code, error_code=answer.error_code) from None
     except Exception as error:  # noqa: BLE001 - a third-party model's failure, answered as such
         raise ModelFailed(f"the model failed on this input: {type(error).__name__}") from None
     rows = _get_jsonable_obj(output, pandas_orient="records")

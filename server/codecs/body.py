@@ -7,6 +7,7 @@ from starlette.requests import Request
 from server.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 
 JSON_MEDIA_TYPE = "application/json"
+IDENTITY = "identity"
 
 
 def _too_large(limit: int) -> PayloadTooLarge:
@@ -46,11 +47,21 @@ def split_content_type(header: str | None) -> tuple[str, dict[str, str]]:
 
 
 def require_json(header: str | None) -> None:
-    """Strict routes take `application/json` (UTF-8) only."""
+    """Strict routes take `application/json` (UTF-8) only. The header is the client's text: the
+    answer says what is accepted, never what was sent."""
     media_type, parameters = split_content_type(header)
     if media_type != JSON_MEDIA_TYPE:
-        shown = media_type or "none"
-        raise UnsupportedMediaType(f"content type must be {JSON_MEDIA_TYPE}, got {shown}")
+        raise UnsupportedMediaType(f"content type must be {JSON_MEDIA_TYPE}")
     charset = parameters.get("charset", "utf-8").lower()
     if charset != "utf-8":
-        raise UnsupportedMediaType(f"charset must be utf-8, got {charset}")
+        raise UnsupportedMediaType("charset must be utf-8")
+
+
+def require_identity_encoding(header: str | None) -> None:
+    """Bodies are read as sent: the server decompresses nothing (a compressed body would be a
+    second, unbounded size to police). A `Content-Encoding` other than `identity` is refused
+    outright rather than misread as a body that is not JSON, CSV or Parquet."""
+    if header is not None and header.strip().lower() not in ("", IDENTITY):
+        raise UnsupportedMediaType(
+            "compressed request bodies are not accepted; send the body with no Content-Encoding"
+        )

@@ -9,22 +9,27 @@ Two ways through:
   goes through MLflow's own parsers and `PyFuncModel.predict`, so MLflow decides what it accepts.
 
 A request the fast path cannot prove clean is never refused by it: it falls through to MLflow's
-path, whose verdict is by construction MLflow's. Errors keep MLflow's status and `error_code`,
-but lose the `stack_trace` and any echo of the client's data (see `redact`).
+path, whose verdict is by construction MLflow's. That path runs on a worker thread, and holds the
+body to the limits (`server.codecs.limits`) before MLflow's parsers read it: JSON depth, keys per
+object, rows and columns in every format, what a Parquet file decodes to. Errors keep MLflow's
+status and `error_code`, but lose the `stack_trace` and any echo of the client's data
+(`server.codecs.redaction`).
 """
 
 from __future__ import annotations
 
 import json
-import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from io import BytesIO, StringIO
 from itertools import chain
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 import numpy as np
 import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 from mlflow.exceptions import MlflowException
 from mlflow.pyfunc import PyFuncModel
 from mlflow.pyfunc.scoring_server import (
@@ -34,9 +39,13 @@ from mlflow.pyfunc.scoring_server import (
     predictions_to_json,
 )
 
+from server.codecs.input_bounds import check_csv, check_document
+from server.codecs.limits import MAX_COLUMNS, MAX_JSON_DEPTH
+from server.codecs.parquet_bounds import UNREADABLE, check_parquet
 from server.codecs.plain_records import PlainRecordsReader
 from server.codecs.plain_split import PlainSplitReader
 from server.codecs.records import struct_rows
+from server.codecs.redaction import ClientText, scrub
 from server.errors import ServingError, UnsupportedMediaType
 
 CSV = "text/csv"
@@ -44,7 +53,9 @@ JSON = "application/json"
 PARQUET = "application/vnd.apache.parquet"
 MEDIA_TYPES = (CSV, JSON, PARQUET)
 FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
-_PROTOCOL_NAMES = frozenset({*FORMATS, "columns", "data", "index", "params"})
+# The protocol's own keys, where the protocol puts them: structure, not the client's data.
+_TOP_KEYS = frozenset({*FORMATS, "params"})
+_SPLIT_KEYS = frozenset({"columns", "data", "index"})
 
 
 class ProtocolError(ServingError):
@@ -52,6 +63,11 @@ class ProtocolError(ServingError):
 
     status_code = 400
     error_code = "BAD_REQUEST"
+
+
+class MlflowError(ProtocolError):
+    """A `ProtocolError` carrying MLflow's own message, which may quote the client's input: it is
+    scrubbed (`InvocationCodec.parse`, `.predict`) before it leaves the worker thread."""
 
 
 @dataclass(frozen=True)
@@ -63,11 +79,27 @@ class FastRequest:
 
 @dataclass(frozen=True)
 class PendingRequest:
-    """A body for MLflow's own parsers (`InvocationCodec.parse`), with its JSON if already read."""
+    """A body for MLflow's own parsers (`InvocationCodec.parse`, on a worker thread)."""
 
     media_type: str
     body: bytes
-    document: dict[str, Any] | None
+
+
+@dataclass
+class _Sent:
+    """What a request got as far as, for checking error messages against what the client sent:
+    built into `ClientText` only when MLflow's message needs checking."""
+
+    pending: PendingRequest
+    document: Any = None
+    bounded: bool = False  # a Parquet body that passed its limits, safe to decode again
+
+    def text(self) -> ClientText:
+        if self.document is not None:
+            return ClientText.of_document(_data_of(self.document))
+        if self.pending.media_type == PARQUET:
+            return ClientText.of_strings(_parquet_strings(self.pending.body, decode=self.bounded))
+        return ClientText.of_body(self.pending.body)
 
 
 @dataclass(frozen=True)
@@ -76,6 +108,7 @@ class GeneralRequest:
 
     data: Any
     params: dict[str, Any] | None
+    sent: _Sent = field(repr=False, compare=False)
 
 
 def media_type_of(header: str | None) -> str:
@@ -86,9 +119,8 @@ def media_type_of(header: str | None) -> str:
     parameters = {key: value for key, _, value in (pair.partition("=") for pair in pairs)}
     if parameters.get("charset", "utf-8").lower() != "utf-8":
         raise UnsupportedMediaType("The scoring server only supports UTF-8")
-    unexpected = sorted(set(parameters) - {"charset"})
-    if unexpected:
-        raise UnsupportedMediaType(f"Unrecognized content type parameters: {', '.join(unexpected)}")
+    if set(parameters) - {"charset"}:  # MLflow names them; they are the client's text
+        raise UnsupportedMediaType("Unrecognized content type parameters; only charset is accepted")
     if media_type not in MEDIA_TYPES:
         raise UnsupportedMediaType(
             f"This predictor only supports the following content types: {list(MEDIA_TYPES)}"
@@ -100,9 +132,9 @@ class _FastDecoder:
     """msgspec decoders for the four JSON layouts when every value is a plain number.
 
     They accept only bodies MLflow reads as exactly these doubles: one layout (plus `params`,
-    which a model without a params schema ignores), no other key, every listed feature, no
-    booleans, nulls or strings, nothing empty. A body they refuse is not wrong, only not plain:
-    MLflow's parsers take it from there.
+    which a model without a params schema ignores, so they are skipped unread, whatever their
+    size or depth), no other key, every listed feature, no booleans, nulls or strings, nothing
+    empty. A body they refuse is not wrong, only not plain: MLflow's parsers take it from there.
     """
 
     def __init__(self, names: tuple[str, ...]) -> None:
@@ -111,7 +143,12 @@ class _FastDecoder:
         )
         columns = msgspec.defstruct("Columns", [(n, list[float]) for n in names], forbid_unknown_fields=True)
         split = msgspec.defstruct(
-            "Split", [("columns", list[str]), ("data", list[list[float]])], forbid_unknown_fields=True
+            "Split",
+            [
+                ("columns", Annotated[list[str], msgspec.Meta(max_length=MAX_COLUMNS)]),
+                ("data", list[list[float]]),
+            ],
+            forbid_unknown_fields=True,
         )
         request = msgspec.defstruct(
             "Invocation",
@@ -120,7 +157,8 @@ class _FastDecoder:
                 ("dataframe_records", list[record] | None, None),
                 ("instances", list[record] | None, None),
                 ("inputs", list[record] | columns | None, None),
-                ("params", Any, None),
+                # Skipped, never decoded: a model without a params schema ignores them.
+                ("params", msgspec.Raw, None),
             ],
             forbid_unknown_fields=True,
         )
@@ -140,7 +178,7 @@ class _FastDecoder:
             return records
         try:
             request = self._decode(body)
-        except msgspec.MsgspecError:
+        except (msgspec.MsgspecError, RecursionError):  # skipping `params` recurses too: 1000 levels
             return None
         given = [
             layout
@@ -196,39 +234,129 @@ class InvocationCodec:
     @property
     def allowed_names(self) -> frozenset[str]:
         """Names that may be quoted back in errors: they locate a problem, they are not data."""
-        return self._name_set | _PROTOCOL_NAMES
+        return self._name_set
 
     def decode(self, body: bytes, media_type: str) -> FastRequest | PendingRequest:
-        """The fast path when the body qualifies; otherwise the body, for `parse` off the event loop."""
-        if media_type != JSON:
-            return PendingRequest(media_type, body, None)
-        if self._fast is not None:
+        """The fast path when the body qualifies (compiled readers, cheap enough for the event
+        loop); otherwise the body, for `parse` on a worker thread."""
+        if media_type == JSON and self._fast is not None:
             features = self._fast(body)
             if features is not None:
                 return FastRequest(features)
-        return PendingRequest(media_type, body, _json_document(body))
+        return PendingRequest(media_type, body)
 
-    def parse(self, pending: PendingRequest) -> GeneralRequest:
-        """MLflow's parsers, exactly as its scoring server calls them (CPU-bound: run in a thread)."""
-        if pending.document is not None:
-            parsed = _mlflow_call(_parse_json_data, pending.document, self._pyfunc.metadata, self._schema)
-            return GeneralRequest(parsed.data, parsed.params)
-        if pending.media_type == CSV:
-            try:
-                text = pending.body.decode("utf-8")
-            except UnicodeDecodeError:
-                raise ProtocolError(
-                    "Invalid input. Ensure that input is a valid UTF-8 encoded string."
-                ) from None
-            return GeneralRequest(_mlflow_call(parse_csv_input, StringIO(text), self._schema), None)
-        return GeneralRequest(_mlflow_call(parse_parquet_input, BytesIO(pending.body)), None)
+    def parse(self, pending: PendingRequest, max_rows: int) -> GeneralRequest:
+        """The body held to the limits, then MLflow's parsers, exactly as its scoring server calls
+        them (CPU-bound: run in a thread). MLflow's messages leave scrubbed."""
+        sent = _Sent(pending)
+        try:
+            if pending.media_type == JSON:
+                sent.document = _json_document(pending.body)
+                check_document(sent.document, max_rows, too_deep=_too_deep())
+                parsed = _mlflow_call(_parse_json_data, sent.document, self._pyfunc.metadata, self._schema)
+                return GeneralRequest(parsed.data, parsed.params, sent)
+            if pending.media_type == CSV:
+                try:
+                    text = pending.body.decode("utf-8")
+                except UnicodeDecodeError:
+                    raise ProtocolError(
+                        "Invalid input. Ensure that input is a valid UTF-8 encoded string."
+                    ) from None
+                check_csv(text, max_rows)
+                return GeneralRequest(_mlflow_call(parse_csv_input, StringIO(text), self._schema), None, sent)
+            check_parquet(pending.body, max_rows, unreadable=ProtocolError(UNREADABLE))
+            sent.bounded = True
+            return GeneralRequest(_mlflow_call(parse_parquet_input, BytesIO(pending.body)), None, sent)
+        except MlflowError as error:
+            raise self._scrubbed(error, sent) from None
+
+    def predict(self, request: GeneralRequest) -> bytes:
+        """Predict through MLflow's pyfunc path; the body MLflow's scoring server would return."""
+        try:
+            raw = self._pyfunc.predict(request.data, params=request.params)
+        except MlflowException as error:
+            raise self._scrubbed(from_mlflow(error), request.sent) from None
+        except Exception:  # noqa: BLE001 - MLflow answers any model failure with this 400
+            raise ProtocolError(
+                "Encountered an unexpected error while evaluating the model. Verify that the serialized "
+                "input Dataframe is compatible with the model for inference."
+            ) from None
+        out = StringIO()
+        predictions_to_json(raw, out)
+        return out.getvalue().encode()
+
+    def _scrubbed(self, error: ProtocolError, sent: _Sent) -> ProtocolError:
+        message = scrub(error.message, sent.text(), self.allowed_names)
+        return ProtocolError(message, status_code=error.status_code, error_code=error.error_code)
+
+
+def _data_of(document: dict[str, Any]) -> list[Any]:
+    """The document without the protocol's own keys where the protocol puts them (`inputs`,
+    `dataframe_split` and its `columns` and `data`, ...): what is left is what the client chose,
+    values and keys of its own. So MLflow may name the layouts in its messages, and a client's
+    value that happens to be `data` is still the client's."""
+    parts: list[Any] = []
+    for key, value in document.items():
+        if key not in _TOP_KEYS:
+            parts.append(key)
+        if key == "dataframe_split" and isinstance(value, dict):
+            parts += [part for k, v in value.items() for part in ((v,) if k in _SPLIT_KEYS else (k, v))]
+        else:
+            parts.append(value)
+    return parts
+
+
+def _too_deep() -> ProtocolError:
+    return ProtocolError(
+        f"Invalid input. JSON nested more than {MAX_JSON_DEPTH} levels deep is not accepted."
+    )
+
+
+def _parquet_strings(body: bytes, *, decode: bool) -> list[str]:
+    """The column names of a Parquet body and, when it is `decode`-safe (within the limits), every
+    distinct value of every leaf column as text: what pyarrow and pandas may quote."""
+    try:
+        parquet = pq.ParquetFile(pa.BufferReader(body))
+        strings = [parquet.schema.column(i).path for i in range(parquet.metadata.num_columns)]
+        strings += parquet.schema_arrow.names
+        if not decode:
+            return strings
+        table = parquet.read(use_threads=False)
+    except Exception:  # noqa: BLE001 - unreadable: MLflow's message can quote no more than this
+        return []
+    strings += table.column_names
+    for column in table.columns:
+        for chunk in column.chunks:
+            strings += _leaf_strings(chunk)
+    return strings
+
+
+def _leaf_strings(array: pa.Array) -> list[str]:
+    kind = array.type
+    if pa.types.is_dictionary(kind):
+        return _leaf_strings(array.dictionary)
+    if isinstance(array, pa.MapArray):
+        return _leaf_strings(array.keys) + _leaf_strings(array.items)
+    if isinstance(array, (pa.ListArray, pa.LargeListArray, pa.FixedSizeListArray)):
+        return _leaf_strings(array.flatten())
+    if isinstance(array, pa.StructArray):
+        return [text for child in array.flatten() for text in _leaf_strings(child)]
+    values = pc.unique(array.drop_null())
+    if pa.types.is_binary(kind) or pa.types.is_large_binary(kind) or pa.types.is_fixed_size_binary(kind):
+        return [value.decode("latin-1") for value in values.to_pylist()]
+    try:
+        return [str(value) for value in pc.cast(values, pa.string()).to_pylist()]
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return [str(value) for value in values.to_pylist()]
 
 
 def _json_document(body: bytes) -> dict[str, Any]:
     """The body as a JSON object, read as MLflow reads it (Python's json, NaN allowed)."""
     try:
         document = orjson.loads(body)
-    except orjson.JSONDecodeError:
+    except orjson.JSONDecodeError as error:
+        if error.msg == "depth limit exceeded":  # orjson stops at 1024 levels
+            raise _too_deep() from None
         try:
             document = json.loads(body)
         except (json.JSONDecodeError, UnicodeDecodeError) as error:
@@ -237,9 +365,7 @@ def _json_document(body: bytes) -> dict[str, Any]:
                 f"Invalid input. Ensure that input is a valid JSON formatted string: {reason}"
             ) from None
         except RecursionError:
-            raise ProtocolError(
-                "Invalid input. Ensure that input is a valid JSON formatted string."
-            ) from None
+            raise _too_deep() from None
     if not isinstance(document, dict):
         kind = "a list" if isinstance(document, list) else f"type {type(document).__name__}"
         raise ProtocolError(
@@ -257,68 +383,8 @@ def _mlflow_call(function: Any, *args: Any) -> Any:
         raise from_mlflow(error) from None
 
 
-def from_mlflow(error: MlflowException) -> ProtocolError:
-    """MLflow's status and code, with MLflow's message freed of echoed input and traces."""
-    return ProtocolError(
-        redact(error.message), status_code=error.get_http_status_code(), error_code=str(error.error_code)
+def from_mlflow(error: MlflowException) -> MlflowError:
+    """MLflow's status, code and message (the message still to be scrubbed), without its trace."""
+    return MlflowError(
+        error.message, status_code=error.get_http_status_code(), error_code=str(error.error_code)
     )
-
-
-def predict_general(pyfunc: PyFuncModel, request: GeneralRequest) -> bytes:
-    """Predict through MLflow's pyfunc path; the body MLflow's scoring server would return."""
-    try:
-        raw = pyfunc.predict(request.data, params=request.params)
-    except MlflowException as error:
-        raise from_mlflow(error) from None
-    except Exception:  # noqa: BLE001 - MLflow answers any model failure with this 400
-        raise ProtocolError(
-            "Encountered an unexpected error while evaluating the model. Verify that the serialized "
-            "input Dataframe is compatible with the model for inference."
-        ) from None
-    out = StringIO()
-    predictions_to_json(raw, out)
-    return out.getvalue().encode()
-
-
-# MLflow quotes whole input frames and values into some messages; none of it may leave the server.
-_ENFORCE = re.compile(r"Failed to enforce schema of data .*? with schema .*?\. Error: ", re.DOTALL)
-_CONVERT = re.compile(r"Failed to convert data `.*?` to type", re.DOTALL)
-# Quotes, brackets, separators, control bytes and the escapes repr() writes for them all end a
-# token, in the body and in a message alike.
-_BOUNDARY = r"""[\s,;:{}\[\]()"'`=<>|\\]"""
-_MESSAGE_TOKEN = re.compile(rf"(?:\\x[0-9a-fA-F]{{2}}|\\[ntr0])|((?:(?!{_BOUNDARY}).)+)")
-_BODY_BOUNDARY = rb"""[\s,;:{}\[\]()"'`=<>|\\\x00-\x1f\x7f]"""
-
-
-def _sent_as_token(token: str, body: bytes) -> bool:
-    """Whether `token` occurs in `body` as a whole token (a cheap substring test first)."""
-    raw = token.encode()
-    if raw not in body:
-        return False
-    pattern = rb"(?:^|(?<=" + _BODY_BOUNDARY + rb"))" + re.escape(raw) + rb"(?=" + _BODY_BOUNDARY + rb"|$)"
-    return re.search(pattern, body) is not None
-
-
-MIN_REDACTED_LENGTH = 3
-
-
-def redact(message: str) -> str:
-    """Drop the parts of an MLflow message that repeat the request's input frame."""
-    message = _ENFORCE.sub("Failed to enforce the model signature. Error: ", message)
-    message = _CONVERT.sub("Failed to convert the input to type", message)
-    return " ".join(message.split())[:1000]
-
-
-def scrub(error: ProtocolError, body: bytes, allowed: frozenset[str]) -> ProtocolError:
-    """`error` with every token of its message that is also a token of the request body replaced
-    by `…`. Feature names and the protocol's own keys stay: they say where the problem is.
-    """
-
-    def replace(match: re.Match[str]) -> str:
-        token = match[1]
-        if token is None or len(token) < MIN_REDACTED_LENGTH or token in allowed:
-            return match[0]
-        return "…" if _sent_as_token(token, body) else token
-
-    message = _MESSAGE_TOKEN.sub(replace, error.message)
-    return ProtocolError(message, status_code=error.status_code, error_code=error.error_code)

@@ -21,6 +21,8 @@ import threading
 import numpy as np
 import simdjson
 
+from server.codecs.limits import MAX_COLUMNS
+
 _TOP_KEYS = (frozenset({"dataframe_split"}), frozenset({"dataframe_split", "params"}))
 _SPLIT_KEYS = frozenset({"columns", "data"})
 # What simdjson raises for a body that is not JSON, not UTF-8, or not of the types asked for.
@@ -70,6 +72,8 @@ class PlainSplitReader:
                 return None
             columns, data = split["columns"], split["data"]
             if not isinstance(columns, simdjson.Array) or not isinstance(data, simdjson.Array):
+                return None
+            if len(columns) > MAX_COLUMNS:  # left to MLflow's path (off the loop), which refuses it
                 return None
             return _rows(columns.as_list(), data, body.count(b"["))
         except _NOT_PLAIN:

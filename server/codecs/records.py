@@ -2,7 +2,10 @@
 
 A record is a JSON object mapping each feature name to a number. Anything else is refused with
 a `Problem` naming the field (and the record index in a batch); every problem in the request is
-reported, up to `MAX_PROBLEMS`, so a client can fix them all at once.
+reported, up to `MAX_PROBLEMS`, so a client can fix them all at once. A key that is not a feature
+is named by its position, never quoted: it is the client's text, and may be a megabyte long.
+The work is bounded too: a record may hold at most `MAX_COLUMNS` keys (one problem says so,
+without looking at them), and problems past `MAX_PROBLEMS` are counted, not built.
 
 Three readers give one verdict. A plain batch is scanned straight into its rows by compiled code
 (`plain_records`), which takes only bodies it can prove plain. msgspec decodes any other clean
@@ -11,7 +14,9 @@ Together they accept only what the rules accept (numbers within ±1e100, no bool
 infinities, no missing or unknown fields). Whatever they refuse is read again with orjson and
 checked field by field here, which accepts what the rules allow and msgspec does not (integers
 too large for it) and names every problem in what they refuse. (A range bound inside msgspec's
-types costs a fifth of the decode.)
+types costs a fifth of the decode.) The `fast_*` methods are the compiled readers alone (cheap,
+for the event loop); the `checked_*` ones are the Python check, which the routes run on a worker
+thread for large bodies.
 """
 
 from __future__ import annotations
@@ -25,10 +30,10 @@ import numpy as np
 from msgspec.structs import astuple
 
 from server.codecs import json_text
+from server.codecs.limits import MAX_COLUMNS, MAX_PROBLEMS
 from server.codecs.plain_records import PlainRecordsReader
 from server.errors import InvalidInput, Problem
 
-MAX_PROBLEMS = 50
 # No measurement lies beyond 1e100; values that do can overflow a model's arithmetic into answers
 # that are not numbers, so the strict routes refuse them by name (and document the range).
 FEATURE_LIMIT = 1e100
@@ -76,44 +81,73 @@ class RecordCodec:
 
     def single(self, body: bytes) -> np.ndarray:
         """The /predict body (one record) as a (1, features) array."""
+        rows = self.fast_single(body)
+        return rows if rows is not None else self.checked_single(body)
+
+    def fast_single(self, body: bytes) -> np.ndarray | None:
+        """`single` by msgspec alone; None when the body needs the detailed check."""
         try:
             rows = np.array([astuple(self._decode_record(body))], dtype=np.float64)
         except msgspec.MsgspecError:
-            return self.single_payload(json_text.decode(body))
-        return rows if _within_limit(rows) else self.single_payload(json_text.decode(body))
+            return None
+        return rows if _within_limit(rows) else None
+
+    def checked_single(self, body: bytes) -> np.ndarray:
+        """`single` by the detailed check: the rows, or `InvalidInput` naming every problem."""
+        return self.single_payload(json_text.decode(body))
 
     def batch(self, body: bytes, max_batch_size: int) -> np.ndarray:
         """The /batch-predict body (`{"records": [...]}`) as an (n, features) array."""
+        rows = self.fast_batch(body, max_batch_size)
+        return rows if rows is not None else self.checked_batch(body, max_batch_size)
+
+    def fast_batch(self, body: bytes, max_batch_size: int) -> np.ndarray | None:
+        """`batch` by the compiled scanner, then msgspec; None when the body needs the detailed
+        check. A batch of the wrong size is refused here (one comparison)."""
         rows = self._plain.read(body, max_batch_size)
         if rows is not None and _within_limit(rows):
             return rows
-        return self._decoded_batch(body, max_batch_size)
-
-    def _decoded_batch(self, body: bytes, max_batch_size: int) -> np.ndarray:
-        """`batch` by msgspec, then by the detailed check: every body the scanner did not take."""
         try:
             records = self._decode_batch(body).records
         except msgspec.MsgspecError:
-            return self.batch_payload(json_text.decode(body), max_batch_size)
+            return None
         _check_count(len(records), max_batch_size)
         rows = struct_rows(records, len(self.feature_names))
-        return rows if _within_limit(rows) else self.batch_payload(json_text.decode(body), max_batch_size)
+        return rows if _within_limit(rows) else None
 
-    def _record_problems(self, record: Any, index: int | None) -> list[Problem]:
+    def checked_batch(self, body: bytes, max_batch_size: int) -> np.ndarray:
+        """`batch` by the detailed check: the rows, or `InvalidInput` naming every problem."""
+        return self.batch_payload(json_text.decode(body), max_batch_size)
+
+    def _record_problems(self, record: Any, index: int | None, found: _Problems) -> None:
+        """Adds what is wrong with one record to `found`, in O(features + MAX_COLUMNS)."""
         if not isinstance(record, dict):
-            return [Problem(f"must be a JSON object of features, not {_describe(record)}", index=index)]
-        problems = []
+            found.add(Problem(f"must be a JSON object of features, not {_describe(record)}", index=index))
+            return
+        if len(record) > MAX_COLUMNS:
+            found.add(
+                Problem(
+                    f"too many keys ({len(record)}); a record may hold at most {MAX_COLUMNS}", index=index
+                )
+            )
+            return
+        present = 0
         for name in self.feature_names:
             if name not in record:
-                problems.append(Problem("is required", field=name, index=index))
-            elif (reason := _value_problem(record[name])) is not None:
-                problems.append(Problem(reason, field=name, index=index))
-        problems += [
-            Problem("is not a feature of this model", field=str(name), index=index)
-            for name in record
-            if name not in self._expected
-        ]
-        return problems
+                found.add(Problem("is required", field=name, index=index))
+                continue
+            present += 1
+            if (reason := _value_problem(record[name])) is not None:
+                found.add(Problem(reason, field=name, index=index))
+        unknown = len(record) - present
+        if unknown and not found.full:  # name them; once full, `len` has already counted them
+            for position, key in enumerate(record):
+                if key not in self._expected:
+                    found.add(Problem("is not a feature of this model", index=index, position=position))
+                    unknown -= 1
+                    if unknown == 0 or found.full:
+                        break
+        found.count(unknown)
 
     def _rows(self, records: list[Any], indexed: bool) -> np.ndarray:
         names = self.feature_names
@@ -124,12 +158,12 @@ class RecordCodec:
                 return np.array(rows, dtype=np.float64).reshape(len(records), len(names))
         except (KeyError, TypeError, ValueError, OverflowError):
             pass
-        problems: list[Problem] = []
+        found = _Problems()
         for position, record in enumerate(records):
-            problems += self._record_problems(record, position if indexed else None)
-        if not problems:  # unreachable unless the fast check and the detailed check disagree
+            self._record_problems(record, position if indexed else None, found)
+        if not found.total:  # unreachable unless the fast check and the detailed check disagree
             raise AssertionError("record validation disagreed with itself")
-        raise InvalidInput.from_problems(problems[:MAX_PROBLEMS], total=len(problems))
+        raise found.error()
 
     def single_payload(self, payload: Any) -> np.ndarray:
         """One parsed record as a (1, features) array, every problem named."""
@@ -141,15 +175,46 @@ class RecordCodec:
             raise InvalidInput.from_problems(
                 [Problem(f"body must be a JSON object, not {_describe(payload)}")]
             )
-        extra = sorted(str(key) for key in payload if key != "records")
+        extra = len(payload) - ("records" in payload)
         if extra:
-            raise InvalidInput.from_problems([Problem("is not accepted here", field=key) for key in extra])
+            found = _Problems()
+            for position, key in enumerate(payload):
+                if key != "records":
+                    found.add(Problem("is not accepted here", position=position))
+                    if found.full:
+                        break
+            found.count(extra - len(found.named))
+            raise found.error()
         records = payload.get("records")
         if not isinstance(records, list):
             reason = "is required" if records is None and "records" not in payload else "must be an array"
             raise InvalidInput.from_problems([Problem(reason, field="records")])
         _check_count(len(records), max_batch_size)
         return self._rows(records, indexed=True)
+
+
+class _Problems:
+    """The first `MAX_PROBLEMS` problems, and how many there are in all: once it is full, callers
+    count what remains instead of building (or even finding) each one."""
+
+    def __init__(self) -> None:
+        self.named: list[Problem] = []
+        self.total = 0
+
+    @property
+    def full(self) -> bool:
+        return len(self.named) >= MAX_PROBLEMS
+
+    def add(self, problem: Problem) -> None:
+        if not self.full:
+            self.named.append(problem)
+        self.total += 1
+
+    def count(self, more: int) -> None:
+        self.total += more
+
+    def error(self) -> InvalidInput:
+        return InvalidInput.from_problems(self.named, total=self.total)
 
 
 def struct_rows(records: list[Any], width: int) -> np.ndarray:

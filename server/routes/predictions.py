@@ -6,16 +6,18 @@ Hot routes take the request alone (no dependency injection), so the fast lane
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
 
 from model_wrapper import Prediction
-from server.codecs.body import read_body, require_json
+from server.codecs.body import read_body, require_identity_encoding, require_json
+from server.codecs.limits import INLINE_CHECK_MAX_BYTES, INLINE_READ_MAX_BYTES, MAX_PROBLEMS
 from server.codecs.per_model import prediction_encoder, record_codec
-from server.codecs.records import MAX_PROBLEMS
 from server.codecs.responses import generic_body
 from server.dependencies import services_of
 from server.errors import InvalidInput, Problem
@@ -30,7 +32,35 @@ MODEL_VERSION_HEADER = "X-Model-Version"
 
 async def _json_body(request: Request, limit: int) -> bytes:
     require_json(request.headers.get("content-type"))
+    require_identity_encoding(request.headers.get("content-encoding"))
     return await read_body(request, limit)
+
+
+Reader = Callable[..., np.ndarray | None]
+
+
+def fast_features(fast: Reader, body: bytes, *args: Any) -> np.ndarray | None:
+    """The compiled readers' rows, on the event loop, for a body small enough that they are cheap
+    (INLINE_READ_MAX_BYTES: every body of MAX_BATCH_SIZE plain records is far smaller); None
+    when they decline it, or when it is larger."""
+    return fast(body, *args) if len(body) <= INLINE_READ_MAX_BYTES else None
+
+
+async def declined_features(fast: Reader, checked: Reader, body: bytes, *args: Any) -> np.ndarray:
+    """The rows of a body `fast_features` did not read: the field-by-field check (`checked`),
+    inline up to INLINE_CHECK_MAX_BYTES, on a worker thread beyond (with the compiled readers
+    first when they have not run yet), so one large bad body (say, a record of 700,000 unknown
+    keys) never stalls the other requests."""
+    if len(body) > INLINE_READ_MAX_BYTES:
+        return await run_in_threadpool(_read, fast, checked, body, *args)
+    if len(body) <= INLINE_CHECK_MAX_BYTES:
+        return checked(body, *args)
+    return await run_in_threadpool(checked, body, *args)
+
+
+def _read(fast: Reader, checked: Reader, body: bytes, *args: Any) -> np.ndarray:
+    rows = fast(body, *args)
+    return rows if rows is not None else checked(body, *args)
 
 
 def _refuse_unscorable(prediction: Prediction, *, single: bool) -> None:
@@ -68,7 +98,10 @@ async def predict(request: Request) -> Response:
     services = services_of(request)
     model = services.store.current
     body = await _json_body(request, services.settings.max_body_bytes)
-    features = record_codec(model).single(body)
+    codec = record_codec(model)
+    features = fast_features(codec.fast_single, body)
+    if features is None:
+        features = await declined_features(codec.fast_single, codec.checked_single, body)
     return _respond(model, await services.inference.predict(model, features), single=True)
 
 
@@ -83,5 +116,9 @@ async def batch_predict(request: Request) -> Response:
     services = services_of(request)
     model = services.store.current
     body = await _json_body(request, services.settings.max_body_bytes)
-    features = record_codec(model).batch(body, services.settings.max_batch_size)
+    codec = record_codec(model)
+    max_rows = services.settings.max_batch_size
+    features = fast_features(codec.fast_batch, body, max_rows)
+    if features is None:
+        features = await declined_features(codec.fast_batch, codec.checked_batch, body, max_rows)
     return _respond(model, await services.inference.predict(model, features), single=False)

@@ -34,6 +34,19 @@ def _parquet(frame: pd.DataFrame) -> bytes:
     return buffer.getvalue()
 
 
+def _escaped(body: bytes) -> bytes:
+    """`body` with SECRET written as `\\u` escapes only, as a JSON encoder may write any text."""
+    return body.replace(SECRET.encode(), "".join(f"\\u{ord(c):04x}" for c in SECRET).encode())
+
+
+def _wide(frame: pd.DataFrame, columns: int) -> pd.DataFrame:
+    """`frame` with extra numeric columns (MLflow drops them) up to `columns` in all."""
+    extra = pd.DataFrame(
+        1.0, index=frame.index, columns=[f"extra_{i}" for i in range(columns - frame.shape[1])]
+    )
+    return pd.concat([frame, extra], axis=1)
+
+
 def valid_cases(rows: pd.DataFrame) -> Iterator[Case]:
     one, five, hundred = rows.head(1), rows.iloc[10:15], rows.head(100)
     yield "split one row", JSON, _j({"dataframe_split": _split(one)})
@@ -94,6 +107,11 @@ def invalid_cases(rows: pd.DataFrame) -> Iterator[Case]:
     one, five = rows.head(1), rows.iloc[10:15]
     yield "split 29 columns", JSON, _j({"dataframe_split": _split(five.drop(columns=["feature_30"]))})
     yield "split non-numeric", JSON, _j({"dataframe_split": _split(five.assign(feature_2=SECRET))})
+    yield (
+        "split non-numeric, escaped",
+        JSON,
+        _escaped(_j({"dataframe_split": _split(five.assign(feature_2=SECRET))})),
+    )
     yield "split null", JSON, _j({"dataframe_split": _split(one.assign(feature_2=None))})
     yield "split NaN literal", JSON, _j({"dataframe_split": _split(one)}).replace(b"17.99", b"NaN")
     yield "split Infinity literal", JSON, _j({"dataframe_split": _split(one)}).replace(b"17.99", b"Infinity")
@@ -113,6 +131,7 @@ def invalid_cases(rows: pd.DataFrame) -> Iterator[Case]:
     yield "split no columns", JSON, _j({"dataframe_split": {"data": one.to_numpy().tolist()}})
     yield "split as list", JSON, _j({"dataframe_split": one.to_numpy().tolist()})
     yield "split unknown key", JSON, _j({"dataframe_split": {**_split(one), SECRET: 1}})
+    yield "split unknown key, escaped", JSON, _escaped(_j({"dataframe_split": {**_split(one), SECRET: 1}}))
     yield (
         "records missing key",
         JSON,
@@ -141,6 +160,7 @@ def invalid_cases(rows: pd.DataFrame) -> Iterator[Case]:
     yield "text/plain", "text/plain", _j({"dataframe_split": _split(one)})
     yield "charset latin-1", "application/json; charset=latin-1", _j({"dataframe_split": _split(one)})
     yield "unknown parameter", "application/json; format=pandas-split", _j({"dataframe_split": _split(one)})
+    yield "unknown parameter named", f"application/json; {SECRET}=1", _j({"dataframe_split": _split(one)})
     yield "media type upper case", "Application/JSON", _j({"dataframe_split": _split(one)})
     yield "csv 29 columns", CSV, five.drop(columns=["feature_7"]).to_csv(index=False).encode()
     yield "csv non-numeric", CSV, five.assign(feature_3=SECRET).to_csv(index=False).encode()
@@ -164,6 +184,27 @@ def not_a_number_cases(rows: pd.DataFrame) -> Iterator[Case]:
     extreme = rows.head(2).assign(feature_7=-1.7976931348623155e308, feature_26=-1.7976931348623157e308)
     yield "split extreme values", JSON, _j({"dataframe_split": _split(extreme)})
     yield "records extreme values", JSON, _j({"dataframe_records": extreme.to_dict(orient="records")})
+
+
+# Requests MLflow answers with 200 that pass one of this server's limits on what a body may cost
+# (`server/codecs/limits.py`), and the answer they get here instead.
+LIMITED: dict[str, tuple[int, str]] = {
+    "split 1025 columns": (422, "the request holds 1025 columns; at most 1024 per request"),
+    "records 1025 keys": (422, "a JSON object in the request holds 1025 keys; at most 1024 per object"),
+    "csv 1025 columns": (422, "the request holds more than 1024 columns; at most 1024 per request"),
+    "parquet 1025 columns": (422, "the request holds 1025 columns; at most 1024 per request"),
+    "params nested 65 deep": (400, "Invalid input. JSON nested more than 64 levels deep is not accepted."),
+}
+
+
+def limited_cases(rows: pd.DataFrame) -> Iterator[Case]:
+    wide = _wide(rows.iloc[10:15], 1025)
+    yield "split 1025 columns", JSON, _j({"dataframe_split": _split(wide)})
+    yield "records 1025 keys", JSON, _j({"dataframe_records": wide.to_dict("records")})
+    yield "csv 1025 columns", CSV, wide.to_csv(index=False).encode()
+    yield "parquet 1025 columns", PARQUET, _parquet(wide)
+    deep = {"dataframe_split": _split(rows.head(1).astype(str)), "params": {"a": "__deep__"}}
+    yield "params nested 65 deep", JSON, _j(deep).replace(b'"__deep__"', b"[" * 64 + b"]" * 64)
 
 
 def deviation_cases(rows: pd.DataFrame) -> Iterator[Case]:

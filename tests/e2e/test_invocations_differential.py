@@ -7,6 +7,8 @@ both: the status codes must match; 200 bodies must be equal as JSON; error bodie
 
 from __future__ import annotations
 
+import gzip
+
 import httpx
 import pandas as pd
 import pytest
@@ -15,10 +17,12 @@ from registry_scripts.dataset import load_frame
 from registry_scripts.processes import ServerProcess
 from tests.e2e.invocation_corpus import (
     DEVIATIONS,
+    LIMITED,
     SECRET,
     Case,
     deviation_cases,
     invalid_cases,
+    limited_cases,
     not_a_number_cases,
     valid_cases,
 )
@@ -40,6 +44,7 @@ VALID = list(valid_cases(ROWS))
 INVALID = list(invalid_cases(ROWS))
 DEVIATING = list(deviation_cases(ROWS))
 NOT_A_NUMBER = list(not_a_number_cases(ROWS))
+OVER_A_LIMIT = list(limited_cases(ROWS))
 
 
 @pytest.mark.parametrize("case", VALID, ids=_ids(VALID))
@@ -89,6 +94,37 @@ def test_mlflow_5xx_on_a_client_mistake_is_a_4xx_here(
 ) -> None:
     assert _post(mlflow_scoring.url, case).status_code >= 500
     assert _post(api_server.url, case).status_code == DEVIATIONS[case[0]]
+
+
+@pytest.mark.parametrize("case", OVER_A_LIMIT, ids=_ids(OVER_A_LIMIT))
+def test_a_request_over_a_limit_is_refused_here_though_mlflow_answers_it(
+    case: Case, api_server: ServerProcess, mlflow_scoring: ServerProcess
+) -> None:
+    """The one kind of request MLflow answers with 200 that this server does not: one past a limit
+    on what a body may cost (README, errors), refused with the limit's name. Each is checked to
+    still be one MLflow answers."""
+    assert _post(mlflow_scoring.url, case).status_code == 200
+    ours = _post(api_server.url, case)
+    status, message = LIMITED[case[0]]
+    assert ours.status_code == status, ours.text[:500]
+    assert ours.json()["message"] == message
+
+
+def test_a_compressed_body_is_refused_here_and_misread_by_mlflow(
+    api_server: ServerProcess, mlflow_scoring: ServerProcess
+) -> None:
+    """MLflow ignores Content-Encoding and reads gzip as JSON; this server says what is wrong."""
+    body = gzip.compress(
+        httpx.Request("POST", "/", json={"dataframe_split": {"columns": ["a"], "data": [[1]]}}).content
+    )
+    headers = {"content-type": "application/json", "content-encoding": "gzip"}
+    theirs = httpx.post(f"{mlflow_scoring.url}/invocations", content=body, headers=headers, timeout=60)
+    ours = httpx.post(f"{api_server.url}/invocations", content=body, headers=headers, timeout=60)
+    assert theirs.status_code == 400
+    assert ours.status_code == 415
+    assert ours.json()["message"] == (
+        "compressed request bodies are not accepted; send the body with no Content-Encoding"
+    )
 
 
 def test_get_is_not_allowed_on_either(api_server: ServerProcess, mlflow_scoring: ServerProcess) -> None:

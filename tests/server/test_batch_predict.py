@@ -93,7 +93,7 @@ def test_batch_of_exactly_max_batch_size_is_served(client: TestClient, dataset: 
     [
         ({}, [{"field": "records", "message": "is required"}]),
         ({"records": {"a": 1}}, [{"field": "records", "message": "must be an array"}]),
-        ({"records": [], "extra": 1}, [{"field": "extra", "message": "is not accepted here"}]),
+        ({"records": [], "extra": 1}, [{"position": 1, "message": "is not accepted here"}]),
         ([1], [{"message": "body must be a JSON object, not an array"}]),
     ],
 )
@@ -103,3 +103,58 @@ def test_malformed_envelope_is_named(
     response = client.post("/batch-predict", json=body)
     assert response.status_code == 422
     assert response.json()["details"] == details
+
+
+def test_extra_top_level_keys_are_named_by_position_and_counted(
+    client: TestClient, dataset: pd.DataFrame
+) -> None:
+    """The client's keys never come back; past MAX_PROBLEMS they are only counted."""
+    body = {
+        **{f"s3cr3t-{i}": 1 for i in range(30)},
+        "records": [record(dataset)],
+        **{f"x{i}": 1 for i in range(70)},
+    }
+    response = client.post("/batch-predict", json=body)
+    assert response.status_code == 422
+    assert response.json() == {
+        "error_code": "INVALID_INPUT",
+        "message": "key at position 0: is not accepted here (and 99 more problems)",
+        "details": [
+            {"position": i if i < 30 else i + 1, "message": "is not accepted here"} for i in range(50)
+        ],
+        "request_id": response.headers["x-request-id"],
+    }
+
+
+def test_unknown_keys_in_records_are_named_by_position_up_to_the_limit(
+    client: TestClient, dataset: pd.DataFrame
+) -> None:
+    records = [{**record(dataset), "s3cr3t-a": 1, "s3cr3t-b": 2} for _ in range(40)]
+    response = client.post("/batch-predict", json={"records": records})
+    assert response.status_code == 422
+    body = response.json()
+    assert (
+        body["message"]
+        == "record 0, key at position 30: is not a feature of this model (and 79 more problems)"
+    )
+    assert body["details"] == [
+        {"index": i // 2, "position": 30 + i % 2, "message": "is not a feature of this model"}
+        for i in range(50)
+    ]
+    assert "s3cr3t" not in response.text
+
+
+def test_a_record_of_700k_unknown_keys_is_one_bounded_problem(
+    client: TestClient, dataset: pd.DataFrame
+) -> None:
+    """The review's body: 9.7 MB, one record of ~700k unknown keys (seconds of synchronous
+    validation once, and 50 of the keys quoted back). One problem now, found without listing them."""
+    big = {**record(dataset), **{f"k{i}": 0 for i in range(700_000)}}
+    response = client.post("/batch-predict", json={"records": [record(dataset), big]})
+    assert response.status_code == 422
+    assert response.json() == {
+        "error_code": "INVALID_INPUT",
+        "message": "record 1: too many keys (700030); a record may hold at most 1024",
+        "details": [{"index": 1, "message": "too many keys (700030); a record may hold at most 1024"}],
+        "request_id": response.headers["x-request-id"],
+    }
