@@ -21,6 +21,23 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
+class WithholdLibraryMessagesAboutInput(logging.Filter):
+    """Replaces what a library (MLflow) logs while a request is being served with a fixed line.
+
+    MLflow's schema enforcement logs the request's own column names ("Found extra inputs …"), and
+    other messages it writes while parsing or predicting may quote values: the request's data,
+    which the log must not hold. Its messages outside requests (loading a model) are kept.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name.startswith(OWN_LOGGERS) or current_request_id.get() is None:
+            return True
+        record.msg = "%s logged a message while serving this request, withheld: it may quote the input"
+        record.args = (record.name,)
+        record.exc_info = record.exc_text = None
+        return True
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message, request id, and any extras."""
 
@@ -39,10 +56,14 @@ class JsonFormatter(logging.Formatter):
 
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
+# Loggers of this server and of uvicorn, whose messages never quote a request's input.
+OWN_LOGGERS = ("server", "uvicorn")
+# Libraries whose loggers write through the same handler, in the same format.
+LIBRARY_LOGGERS = ("mlflow",)
 
 
 def configure_logging(level: str, fmt: str, *, access_log: bool) -> None:
-    """Route the server's and uvicorn's loggers to stderr in the chosen format.
+    """Route the server's, uvicorn's and MLflow's loggers to stderr in the chosen format.
 
     uvicorn writes an access line for a connection only while `uvicorn.access` has a handler, and
     it removes that handler itself only when it configures logging after us (WORKERS=1). A worker
@@ -51,11 +72,16 @@ def configure_logging(level: str, fmt: str, *, access_log: bool) -> None:
     """
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(RequestIdFilter())
+    handler.addFilter(WithholdLibraryMessagesAboutInput())
     handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
     for name in ("server", "uvicorn", "uvicorn.error", "uvicorn.access"):
         logger = logging.getLogger(name)
         logger.handlers = [handler]
         logger.propagate = False
         logger.setLevel(level)
+    for name in LIBRARY_LOGGERS:  # their own levels stay; their own handlers would bypass ours
+        logger = logging.getLogger(name)
+        logger.handlers = [handler]
+        logger.propagate = False
     if not access_log:
         logging.getLogger("uvicorn.access").handlers = []

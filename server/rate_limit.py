@@ -82,7 +82,15 @@ return {allowed, tostring(wait)}
 class RedisTokenBuckets:
     """The same buckets in Redis, shared by every worker and replica that points at it."""
 
-    def __init__(self, url: str, rate: float, burst: int, prefix: str = "registry-serve:rate:") -> None:
+    def __init__(
+        self,
+        url: str,
+        rate: float,
+        burst: int,
+        prefix: str = "registry-serve:rate:",
+        fallback: Limiter | None = None,
+    ) -> None:
+        """`fallback` decides while Redis cannot be reached; without one, requests pass."""
         import redis.asyncio as redis
 
         self._client = redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
@@ -90,6 +98,7 @@ class RedisTokenBuckets:
         self._rate = rate
         self._burst = burst
         self._prefix = prefix
+        self._fallback = fallback
         self._failing = False
 
     async def acquire(self, caller: str) -> Decision:
@@ -97,11 +106,14 @@ class RedisTokenBuckets:
             allowed, wait = await self._script(keys=[self._prefix + caller], args=[self._rate, self._burst])
         except Exception as error:  # noqa: BLE001 - a Redis outage must not take predictions down
             if not self._failing:
-                logger.warning("rate limits not enforced: Redis is unreachable (%s)", type(error).__name__)
+                what = "counted in this process" if self._fallback else "not enforced"
+                logger.warning(
+                    "limits under %s %s: Redis is unreachable (%s)", self._prefix, what, type(error).__name__
+                )
             self._failing = True
-            return Decision(True)
+            return await self._fallback.acquire(caller) if self._fallback else Decision(True)
         if self._failing:
-            logger.info("rate limits enforced again: Redis is back")
+            logger.info("limits under %s shared again: Redis is back", self._prefix)
             self._failing = False
         return Decision(bool(int(allowed)), float(wait))
 

@@ -141,11 +141,15 @@ def _failed_credentials(settings: ServerSettings) -> FailedCredentialLimiter | N
     if not settings.auth_enabled or per_minute <= 0:
         return None
     rate = per_minute / 60
-    buckets: Limiter = (
-        RedisTokenBuckets(
-            settings.rate_limit_redis_url, rate, per_minute, prefix="registry-serve:auth-failures:"
-        )
-        if settings.rate_limit_redis_url
-        else LocalTokenBuckets(rate, per_minute)
+    local = LocalTokenBuckets(rate, per_minute)
+    if not settings.rate_limit_redis_url:
+        return FailedCredentialLimiter(local)
+    # A Redis outage must not lift the limit: each process counts on its own meanwhile.
+    shared = RedisTokenBuckets(
+        settings.rate_limit_redis_url,
+        rate,
+        per_minute,
+        prefix="registry-serve:auth-failures:",
+        fallback=local,
     )
-    return FailedCredentialLimiter(buckets)
+    return FailedCredentialLimiter(shared)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import httpx
 import jwt
+import mlflow
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -28,6 +29,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from mlflow import MlflowClient
+from mlflow.models.signature import infer_signature
+from sklearn.linear_model import LogisticRegression
 
 from registry_scripts.dataset import load_frame
 from registry_scripts.processes import ServerProcess, api_process
@@ -92,7 +95,8 @@ def production(
 ) -> Iterator[Production]:
     # Failed credentials are limited per client address (its own test, below): here every request
     # comes from 127.0.0.1, and the property tests send many bad ones on purpose.
-    settings, keys = production_settings(MODEL_URI=champion_uri, AUTH_FAILURES_PER_MINUTE="0")
+    # Two workers, as the compose and Kubernetes examples run it.
+    settings, keys = production_settings(MODEL_URI=champion_uri, AUTH_FAILURES_PER_MINUTE="0", WORKERS="2")
     log = tmp_path_factory.mktemp("production") / "api.log"
     with api_process(base_env, log, **settings) as server:
         yield Production(server, keys["reader"], keys["ops"], keys["jwt"], keys["webhook"])
@@ -211,9 +215,12 @@ def test_a_jwt_is_accepted_and_its_scopes_apply(production: Production, http: ht
 
     assert http.post("/predict", json=ROW, headers=token(scope="predict")).status_code == 200
     assert http.post("/model/reload", headers=token(scope="predict")).status_code == 403
-    for claim in (7, None, [{"scope": "admin"}], "admin"[::-1]):
+    for claim in (7, None, [{"scope": "admin"}]):
         response = http.post("/model/reload", headers=token(scope=claim))
-        assert response.status_code in (401, 403), (claim, response.text)
+        assert response.status_code == 401, (claim, response.text)
+        assert response.json()["message"] == "the token's scope claim is not a string or a list of strings"
+    assert http.post("/model/reload", headers=token(scp=["predict", "admin"])).status_code == 200
+    assert http.post("/model/reload", headers=token(scope="nimda")).status_code == 403
     forged = jwt.encode(
         {"sub": "svc", "exp": time.time() + 60, "scope": "admin"}, "x" * 40, algorithm="HS256"
     )
@@ -243,6 +250,51 @@ def test_failed_credentials_are_limited_per_client_address(
             http.post("/predict", json=ROW, headers={**neighbour, "X-API-Key": keys["reader"]}).status_code
             == 200
         )
+
+
+def test_an_untrusted_peer_cannot_name_another_address(
+    base_env: dict[str, str], champion_uri: str, tmp_path: Path
+) -> None:
+    """With this peer not among FORWARDED_ALLOW_IPS, a guesser rotating X-Forwarded-For is still
+    counted by its own address."""
+    settings, _ = production_settings(
+        MODEL_URI=champion_uri, AUTH_FAILURES_PER_MINUTE="5", FORWARDED_ALLOW_IPS="192.0.2.1"
+    )
+    with (
+        api_process(base_env, tmp_path / "api.log", **settings) as server,
+        httpx.Client(base_url=server.url) as http,
+    ):
+        statuses = [
+            http.post(
+                "/predict", json=ROW, headers={"X-Forwarded-For": f"203.0.113.{i}", "X-API-Key": "guess"}
+            ).status_code
+            for i in range(6)
+        ]
+    assert statuses == [401] * 5 + [429]
+
+
+def test_failed_credentials_are_counted_across_workers_and_replicas_through_redis(
+    base_env: dict[str, str], champion_uri: str, tmp_path: Path
+) -> None:
+    """Two replicas of two workers each share one Redis: guesses spread over all four processes
+    (fresh connections) are counted once, and the first one past the limit is refused wherever it
+    lands (each process learns of the block at its first failure past the limit)."""
+    settings, _ = production_settings(
+        MODEL_URI=champion_uri,
+        AUTH_FAILURES_PER_MINUTE="5",
+        RATE_LIMIT_REDIS_URL="redis://127.0.0.1:6379/0",
+        WORKERS="2",
+    )
+    guesser = {"X-Forwarded-For": f"198.51.100.{secrets.randbelow(250) + 1}", "X-API-Key": "guess"}
+    with (
+        api_process(base_env, tmp_path / "a.log", **settings) as first,
+        api_process(base_env, tmp_path / "b.log", **settings) as second,
+    ):
+        statuses = [
+            httpx.post(f"{server.url}/predict", json=ROW, headers=guesser).status_code
+            for server in [first, second] * 5
+        ]
+    assert statuses == [401] * 5 + [429] * 5
 
 
 # "it refuses pickled models": the pickle policy, both ways.
@@ -307,6 +359,38 @@ def test_a_pickled_version_promoted_later_is_refused_and_the_served_one_stays(
         assert "pickle" in outcome["reason"]
         assert httpx.get(f"{server.url}/health").json()["model_version"] == "1"
     assert not marker.exists()
+
+
+def test_an_mlflow_sklearn_model_loads_only_with_pickles_allowed(
+    base_env: dict[str, str], tmp_path: Path
+) -> None:
+    """MLflow 3.17 gates every `mlflow.sklearn` model behind its pickle switch, skops ones too (a
+    skops file names its own trusted types): refused by default, served once allowed."""
+    name = f"sklearn-{uuid.uuid4().hex[:8]}"
+    estimator = LogisticRegression(max_iter=5000).fit(FEATURES, load_frame()[1])
+    with mlflow.start_run():
+        mlflow.sklearn.log_model(
+            estimator,
+            name="model",
+            signature=infer_signature(FEATURES, estimator.predict(FEATURES)),
+            input_example=FEATURES.head(3),
+            registered_model_name=name,
+        )
+    settings, keys = production_settings(MODEL_URI=f"models:/{name}/1", MODEL_LOAD_TIMEOUT="0")
+    refused = subprocess.run(
+        [sys.executable, "-m", "server"],
+        env={**base_env, **settings},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert refused.returncode == 1
+    assert "Deserializing this model is disallowed" in refused.stderr
+    with api_process(base_env, tmp_path / "api.log", **settings, ALLOW_PICKLED_MODELS="true") as server:
+        answer = httpx.post(f"{server.url}/predict", json=ROW, headers={"X-API-Key": keys["reader"]})
+    assert answer.status_code == 200
+    assert answer.json()["prediction"] == int(estimator.predict(FEATURES.head(1))[0])
 
 
 # "Error responses carry no stack trace and do not echo the request", and no client mistake is a 5xx.
@@ -481,6 +565,24 @@ def test_headers_are_not_echoed(
 # Bounded cost per body.
 
 
+@pytest.mark.parametrize(
+    ("path", "content_type"),
+    [
+        ("/batch-predict", "application/json"),
+        ("/invocations", "application/json"),
+        ("/invocations", "text/csv"),
+        ("/invocations", "application/vnd.apache.parquet"),
+    ],
+)
+def test_bodies_over_max_body_bytes_are_413_on_every_route_and_format(
+    production: Production, http: httpx.Client, path: str, content_type: str
+) -> None:
+    body = b"0" * (10 * 1024 * 1024 + 1)
+    answer = http.post(path, content=body, headers={**production.reader(), "content-type": content_type})
+    assert answer.status_code == 413
+    assert answer.json()["error_code"] == "PAYLOAD_TOO_LARGE"
+
+
 def test_a_body_of_700k_unknown_keys_is_refused_with_a_4xx(
     production: Production, http: httpx.Client
 ) -> None:
@@ -515,6 +617,9 @@ def test_a_parquet_file_of_millions_of_rows_is_refused_before_it_is_decoded(
 # Webhooks: "MLflow's HMAC signature, a fresh timestamp and an unseen delivery id".
 
 
+WEBHOOK_BODY = json.dumps({"entity": "model_version", "action": "created", "data": {}}).encode()
+
+
 def _deliver(
     production: Production,
     http: httpx.Client,
@@ -523,7 +628,7 @@ def _deliver(
     signature: str | None = None,
     delivery: str | None = None,
 ) -> httpx.Response:
-    body = json.dumps({"entity": "model_version", "action": "created", "data": {}}).encode()
+    body = WEBHOOK_BODY
     delivery = delivery or uuid.uuid4().hex
     timestamp = timestamp or str(int(time.time()))
     headers = {
@@ -570,10 +675,21 @@ def test_a_non_ascii_signature_is_refused_not_a_500(production: Production) -> N
 
 def test_nothing_secret_or_sent_reaches_the_log(production: Production, http: httpx.Client) -> None:
     sentinel = 0.123456789123
-    http.post("/predict", json={**ROW, "feature_7": sentinel}, headers=production.reader())
+    token = jwt.encode({"sub": "svc", "exp": time.time() + 60, "scope": "predict"}, production.jwt_key)
+    http.post("/predict", json={**ROW, "feature_7": sentinel}, headers={"Authorization": f"Bearer {token}"})
     http.post("/predict", json={**ROW, "feature_7": "secret-value-xyz"}, headers=production.reader())
     http.post("/predict", json=ROW, headers={"X-API-Key": production.ops_key[::-1]})
-    _deliver(production, http)
+    # MLflow's schema enforcement logs the columns it drops: the request's own names.
+    dropped = http.post(
+        "/invocations",
+        json={"dataframe_records": [{**ROW, "zz-secret-column": "x"}]},
+        headers=production.reader(),
+    )
+    assert dropped.status_code == 200
+    delivery = uuid.uuid4().hex
+    timestamp = str(int(time.time()))
+    signature = sign(production.webhook_secret, delivery, timestamp, WEBHOOK_BODY)
+    assert _deliver(production, http, delivery=delivery, timestamp=timestamp).status_code == 200
     log = production.server.log()
     for secret in (
         production.reader_key,
@@ -581,7 +697,11 @@ def test_nothing_secret_or_sent_reaches_the_log(production: Production, http: ht
         production.ops_key[::-1],
         production.jwt_key,
         production.webhook_secret,
+        token,
+        signature.split(",", 1)[1],
     ):
         assert secret not in log
     assert str(sentinel) not in log
     assert "secret-value-xyz" not in log
+    assert "zz-secret-column" not in log
+    assert "mlflow.models.utils logged a message while serving this request, withheld" in log

@@ -212,6 +212,21 @@ def test_the_entry_point_serves_on_every_interface_of_the_container(
     assert result.stdout == expected
 
 
+def test_the_shipped_apis_run_as_production_with_authentication() -> None:
+    """docs/security.md: authentication is on in the compose and Kubernetes examples, which run as
+    production (so the published placeholders stop them), with the keys file mounted read-only."""
+    api = yaml.safe_load((ROOT / "docker-compose.mlflow.yml").read_text())["services"]["api"]["environment"]
+    assert api["AUTH_ENABLED"] == "true"
+    assert api["ENVIRONMENT"] == "${ENVIRONMENT:-production}"
+    documents = _kustomized()
+    config = _kind(documents, "ConfigMap", "registry-serve-config")["data"]
+    assert (config["AUTH_ENABLED"], config["ENVIRONMENT"]) == ("true", "production")
+    pod = _kind(documents, "Deployment", "registry-serve-api")["spec"]["template"]["spec"]
+    mount = next(m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "api-keys")
+    assert mount["readOnly"] is True
+    assert f"{mount['mountPath']}/api-keys" == config["API_KEYS_FILE"]
+
+
 def test_services_without_authentication_are_published_on_loopback_only() -> None:
     """MLflow's server and Prometheus check no credentials: on every interface, anyone who can reach
     the host could register and promote a model (code the API then runs) or read every metric."""

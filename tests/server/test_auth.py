@@ -238,3 +238,14 @@ def test_failed_credentials_are_not_limited_with_the_limit_off(
     with _client(settings, loaded_champion, auth_failures_per_minute=0) as client:
         statuses = {client.post("/predict", headers={"X-API-Key": "guess"}).status_code for _ in range(40)}
     assert statuses == {401}
+
+
+def test_failed_credentials_are_still_limited_while_redis_is_unreachable(
+    settings: ServerSettings, loaded_champion: LoadedModel
+) -> None:
+    """Rate limits let requests through during a Redis outage; this limit is a defence, so each
+    process counts failures on its own meanwhile instead."""
+    options = {"auth_failures_per_minute": 3, "rate_limit_redis_url": "redis://127.0.0.1:9/0"}
+    with _client(settings, loaded_champion, **options) as client:
+        statuses = [client.post("/predict", headers={"X-API-Key": "guess"}).status_code for _ in range(4)]
+    assert statuses == [401, 401, 401, 429]

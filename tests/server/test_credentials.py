@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -150,3 +152,12 @@ def test_refusals_never_quote_the_secret() -> None:
     with pytest.raises(ValidationError) as raised:
         ServerSettings(environment="production", jwt_algorithm="HS256", jwt_key=secret)
     assert secret not in describe_invalid_settings(raised.value)
+
+
+def test_the_digest_command_prints_what_api_keys_holds() -> None:
+    """`printf %s "$KEY" | python -m server.auth`: the key comes on standard input."""
+    key = "a-key-made-for-this-test"
+    result = subprocess.run(
+        [sys.executable, "-m", "server.auth"], input=key, capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == digest(key)
