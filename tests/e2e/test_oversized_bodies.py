@@ -15,6 +15,7 @@ import http.client
 import json
 import select
 import socket
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterable, Iterator
@@ -23,7 +24,7 @@ import httpx
 import pytest
 
 from registry_scripts.processes import ServerProcess, api_process
-from server.auth import digest
+from server.credentials import digest
 from tests.helpers import wait_for
 from tests.registry import FEATURES
 from tests.server.metrics_text import sample
@@ -315,3 +316,37 @@ def test_the_server_discards_no_more_than_the_bound(api_server: ServerProcess) -
     with pytest.raises((ConnectionResetError, BrokenPipeError)):
         send_until_refused()
     assert 64 * MIB <= sent < 128 * MIB
+
+
+def test_a_client_that_stops_sending_is_given_up_on_after_the_idle_bound(api_server: ServerProcess) -> None:
+    """Discarding waits at most LINGER_IDLE_SECONDS (5 s) for more of the body: a client that sent
+    a megabyte of a declared 20 MB and then went quiet has its connection closed (it asked for
+    `Connection: close`) after about that long, not after LINGER_SECONDS (30 s) or never. The
+    window is wide on purpose: it only tells a 5 s wait from none and from 30 s."""
+    request = _head("/predict", length=BIG, Connection="close") + b"x" * MIB
+    with socket.create_connection(("127.0.0.1", api_server.port), timeout=60) as sock:
+        sock.sendall(request)
+        started = time.monotonic()
+        status, _, body = _read_response(sock)
+        assert status == 413
+        _assert_error(body, "PAYLOAD_TOO_LARGE")
+        assert _ends_cleanly(sock)
+        waited = time.monotonic() - started
+    assert 4 <= waited < 25, waited
+
+
+def test_with_max_discard_bytes_0_nothing_is_discarded_and_the_answer_says_close(
+    base_env: dict[str, str], champion_uri: str, tmp_path
+) -> None:
+    """MAX_DISCARD_BYTES=0: the answer comes at once with `Connection: close`, and the server reads
+    nothing more: a client reading while it sends gets it; one that only sends is on its own."""
+    settings = {"MODEL_URI": champion_uri, "MAX_DISCARD_BYTES": "0"}
+    with (
+        api_process(base_env, tmp_path / "api.log", **settings) as server,
+        socket.create_connection(("127.0.0.1", server.port), timeout=60) as sock,
+    ):
+        sock.sendall(_head("/predict", length=BIG) + b"x" * MIB)
+        status, headers, body = _read_response(sock)
+    assert status == 413
+    _assert_error(body, "PAYLOAD_TOO_LARGE")
+    assert headers["connection"] == "close"

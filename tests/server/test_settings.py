@@ -24,6 +24,7 @@ def test_defaults() -> None:
     )
     assert str(settings.model_path) == "artifacts/model/model.skops"
     assert settings.allow_pickled_models is False
+    assert (settings.auth_failures_per_minute, settings.forwarded_allow_ips) == (30, "127.0.0.1,::1")
 
 
 def test_values_come_from_the_environment() -> None:
