@@ -108,11 +108,17 @@ def http(production: Production) -> Iterator[httpx.Client]:
         yield client
 
 
-def _start_refused(base_env: dict[str, str], **settings: str) -> subprocess.CompletedProcess[str]:
-    """`python -m server` with `settings`, expected to refuse to start before loading anything."""
-    env = {**base_env, "MODEL_URI": "models:/never-loaded@champion", "MODEL_LOAD_TIMEOUT": "0", **settings}
+def _run_server(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`python -m server` with exactly `env`, expected to exit before it serves anything."""
     return subprocess.run(
         [sys.executable, "-m", "server"], env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def _start_refused(base_env: dict[str, str], **settings: str) -> subprocess.CompletedProcess[str]:
+    """`python -m server` with `settings`, expected to refuse to start before loading anything."""
+    return _run_server(
+        {**base_env, "MODEL_URI": "models:/never-loaded@champion", "MODEL_LOAD_TIMEOUT": "0", **settings}
     )
 
 
@@ -316,14 +322,7 @@ def test_a_pickled_model_is_refused_and_never_unpickled(
 ) -> None:
     uri, marker = pickled_model
     settings, _ = production_settings(MODEL_URI=uri, MODEL_LOAD_TIMEOUT="0")
-    result = subprocess.run(
-        [sys.executable, "-m", "server"],
-        env={**base_env, **settings},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = _run_server({**base_env, **settings})
     assert result.returncode == 1
     assert "Deserializing model using pickle is disallowed" in result.stderr
     assert not marker.exists()
@@ -377,14 +376,7 @@ def test_an_mlflow_sklearn_model_loads_only_with_pickles_allowed(
             registered_model_name=name,
         )
     settings, keys = production_settings(MODEL_URI=f"models:/{name}/1", MODEL_LOAD_TIMEOUT="0")
-    refused = subprocess.run(
-        [sys.executable, "-m", "server"],
-        env={**base_env, **settings},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    refused = _run_server({**base_env, **settings})
     assert refused.returncode == 1
     assert "Deserializing this model is disallowed" in refused.stderr
     with api_process(base_env, tmp_path / "api.log", **settings, ALLOW_PICKLED_MODELS="true") as server:
