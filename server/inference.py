@@ -19,8 +19,8 @@ from model_wrapper import Prediction
 from server import metrics
 from server.batching import AdaptiveBatcher
 from server.codecs.limits import too_many_rows
-from server.codecs.mlflow_protocol import InvocationCodec, PendingRequest, from_mlflow
-from server.codecs.redaction import ClientText, scrub
+from server.codecs.mlflow_protocol import InvocationCodec, PendingRequest, from_mlflow, scrubbed
+from server.codecs.redaction import ClientText
 from server.errors import ServingError
 from server.loaded_model import LoadedModel
 
@@ -93,10 +93,8 @@ def _generic_rows(model: LoadedModel, features: np.ndarray) -> list[Any]:
         output = model.pyfunc.predict(frame)
     except MlflowException as error:
         # The frame holds only checked numbers, but MLflow's message may still quote them.
-        answer = from_mlflow(error)
         client = ClientText.of_strings(map(repr, np.unique(features).tolist()))
-        message = scrub(answer.message, client, frozenset(frame.columns))
-        raise ServingError(message, status_code=answer.status_code, error_code=answer.error_code) from None
+        raise scrubbed(from_mlflow(error), client, frozenset(frame.columns)) from None
     except Exception as error:  # noqa: BLE001 - a third-party model's failure, answered as such
         raise ModelFailed(f"the model failed on this input: {type(error).__name__}") from None
     rows = _get_jsonable_obj(output, pandas_orient="records")

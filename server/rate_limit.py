@@ -13,11 +13,12 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 logger = logging.getLogger(__name__)
 
 MAX_LOCAL_BUCKETS = 100_000
+V = TypeVar("V")
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,14 @@ class Decision:
 
 class Limiter(Protocol):
     async def acquire(self, caller: str) -> Decision: ...
+
+
+def remember(table: dict[str, V], key: str, value: V) -> None:
+    """`table[key] = value`, forgetting the oldest entry first when a new key would take the table
+    past MAX_LOCAL_BUCKETS: one table per process, whatever number of callers."""
+    if key not in table and len(table) >= MAX_LOCAL_BUCKETS:
+        table.pop(next(iter(table)))
+    table[key] = value
 
 
 class LocalTokenBuckets:
@@ -50,9 +59,7 @@ class LocalTokenBuckets:
         return Decision(False, (1.0 - tokens) / self._rate)
 
     def _remember(self, caller: str, state: tuple[float, float]) -> None:
-        if caller not in self._buckets and len(self._buckets) >= MAX_LOCAL_BUCKETS:
-            self._buckets.pop(next(iter(self._buckets)))  # forget the oldest caller
-        self._buckets[caller] = state
+        remember(self._buckets, caller, state)
 
 
 # KEYS[1]: the bucket; ARGV: rate per second, burst. Returns {allowed, seconds to wait as text}.
@@ -152,9 +159,7 @@ class FailedCredentialLimiter:
         decision = await self._buckets.acquire(address)
         if decision.allowed:
             return None
-        if address not in self._blocked_until and len(self._blocked_until) >= MAX_LOCAL_BUCKETS:
-            self._blocked_until.pop(next(iter(self._blocked_until)))  # forget the oldest block
-        self._blocked_until[address] = self._clock() + decision.retry_after
+        remember(self._blocked_until, address, self._clock() + decision.retry_after)
         return decision.retry_after
 
     async def close(self) -> None:

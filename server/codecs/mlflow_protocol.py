@@ -286,8 +286,13 @@ class InvocationCodec:
         return out.getvalue().encode()
 
     def _scrubbed(self, error: ProtocolError, sent: _Sent) -> ProtocolError:
-        message = scrub(error.message, sent.text(), self.allowed_names)
-        return ProtocolError(message, status_code=error.status_code, error_code=error.error_code)
+        return scrubbed(error, sent.text(), self.allowed_names)
+
+
+def scrubbed(error: ProtocolError, client: ClientText, allowed: frozenset[str]) -> ProtocolError:
+    """`error` with its message freed of what the client sent (`server.codecs.redaction.scrub`)."""
+    message = scrub(error.message, client, allowed)
+    return ProtocolError(message, status_code=error.status_code, error_code=error.error_code)
 
 
 def _data_of(document: dict[str, Any]) -> list[Any]:
