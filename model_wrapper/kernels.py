@@ -150,10 +150,20 @@ def _linear_kernel(estimator: ClassifierMixin) -> LinearKernel | None:
     )
 
 
-def _row_invariant(estimator: ClassifierMixin) -> bool:
+def row_invariant(estimator: ClassifierMixin) -> bool:
+    """Whether `estimator.predict_proba` scores each row on its own: trees and gradient boosting,
+    forests on one thread, and pipelines of element-wise scalers and imputers ending in one."""
     from sklearn.ensemble import ExtraTreesClassifier, GradientBoostingClassifier, RandomForestClassifier
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import MaxAbsScaler, MinMaxScaler, RobustScaler, StandardScaler
     from sklearn.tree import DecisionTreeClassifier
 
+    if type(estimator) is Pipeline:
+        *transforms, last = (step for _, step in estimator.steps)
+        elementwise = (StandardScaler, MinMaxScaler, MaxAbsScaler, RobustScaler, SimpleImputer)
+        skipped = (None, "passthrough")
+        return all(s in skipped or type(s) in elementwise for s in transforms) and row_invariant(last)
     if isinstance(estimator, (DecisionTreeClassifier, GradientBoostingClassifier)):
         return True
     # Forests sum their trees in parallel when n_jobs > 1, in an order that varies run to run.
@@ -163,4 +173,4 @@ def _row_invariant(estimator: ClassifierMixin) -> bool:
 
 def compile_kernel(estimator: ClassifierMixin) -> Kernel:
     """The fastest row-invariant kernel for `estimator`, or its own `predict_proba`."""
-    return _linear_kernel(estimator) or EstimatorKernel(estimator, _row_invariant(estimator))
+    return _linear_kernel(estimator) or EstimatorKernel(estimator, row_invariant(estimator))

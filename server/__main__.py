@@ -6,8 +6,8 @@ a bad configuration still ends here with one line, and gives the workers a fresh
 prometheus-client's multiprocess files, so their metrics add up, the reload signal file, so
 a webhook delivered to one worker reaches all of them, and the webhook delivery ledger, so a
 delivery accepted by one worker is refused as a replay by the others. Each worker listens on a
-socket of its own (`server.worker_sockets`) unless REUSE_PORT is false, and the supervisor clears
-the metrics of a worker that dies (`server.supervisor`).
+socket of its own (`server.process.worker_sockets`) unless REUSE_PORT is false, and the supervisor clears
+the metrics of a worker that dies (`server.process.supervisor`).
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ from pathlib import Path
 import uvicorn
 from pydantic import ValidationError
 
-from server import worker_sockets
-from server.loading import ModelLoader, ModelLoadError
-from server.logging_setup import configure_logging
-from server.mlflow_env import apply_mlflow_client_settings
+from server.live.loading import ModelLoader, ModelLoadError
+from server.process import worker_sockets
+from server.process.logging_setup import configure_logging
+from server.process.mlflow_env import apply_mlflow_client_settings
 from server.settings import ServerSettings, describe_invalid_settings
 
 
@@ -49,7 +49,7 @@ def main() -> int:
             # Every worker records received webhook delivery ids here, so a replay is refused by all.
             os.environ["WEBHOOK_LEDGER_DIR"] = str(shared / "webhook-deliveries")
     from server.app import create_app, load_initial_model
-    from server.model_store import ModelStore
+    from server.live.model_store import ModelStore
 
     try:
         model = load_initial_model(settings, ModelLoader(settings.mlflow_tracking_uri))
@@ -75,7 +75,9 @@ def main() -> int:
 
 def _supervise(settings: ServerSettings, options: dict[str, object]) -> int:
     """uvicorn's worker supervisor, over a socket per worker (REUSE_PORT) or one shared socket."""
-    from server.supervisor import WorkerSupervisor  # imports prometheus_client: after its folder is set
+    from server.process.supervisor import (
+        WorkerSupervisor,  # imports prometheus_client: after its folder is set
+    )
 
     config = uvicorn.Config(
         "server.app:create_app_from_env", factory=True, workers=settings.workers, **options

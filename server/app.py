@@ -16,17 +16,17 @@ from importlib import metadata
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
-from server.error_handlers import EXCEPTION_HANDLERS
-from server.fast_lane import ServingApp
-from server.loaded_model import LoadedModel
-from server.loading import ModelLoader, load_with_retry
-from server.logging_setup import configure_logging
-from server.middleware_stack import build_stack, wrap
-from server.mlflow_env import apply_mlflow_client_settings
-from server.model_store import ModelStore
-from server.openapi import OpenApiBuilder
+from server.edge.error_handlers import EXCEPTION_HANDLERS
+from server.edge.fast_lane import ServingApp
+from server.edge.middleware_stack import build_stack, wrap
+from server.live.loaded_model import LoadedModel
+from server.live.loading import ModelLoader, load_with_retry
+from server.live.model_store import ModelStore
+from server.process.logging_setup import configure_logging
+from server.process.mlflow_env import apply_mlflow_client_settings
 from server.routes import admin, health, invocations, model_info, predictions
 from server.routes import metrics as metrics_routes
+from server.routes.openapi import OpenApiBuilder
 from server.services import build_services
 from server.settings import ServerSettings
 

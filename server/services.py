@@ -7,19 +7,25 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from server import metrics
-from server.auth import Authenticator, build_authenticator
-from server.batching import AdaptiveBatcher
-from server.delivery_ledger import DeliveryLedger, FolderLedger, MemoryLedger, RedisLedger, retention_seconds
-from server.follower import AliasFollower
-from server.in_flight import InFlight
-from server.inference import Inference
-from server.loading import ModelLoader
-from server.model_store import ModelStore
-from server.rate_limit import FailedCredentialLimiter, Limiter, LocalTokenBuckets, RedisTokenBuckets
-from server.reloader import Reloader
+from server.edge.auth import Authenticator, build_authenticator
+from server.edge.in_flight import InFlight
+from server.edge.rate_limit import FailedCredentialLimiter, Limiter, LocalTokenBuckets, RedisTokenBuckets
+from server.inference.batching import AdaptiveBatcher
+from server.inference.predictor import Inference
+from server.live.delivery_ledger import (
+    DeliveryLedger,
+    FolderLedger,
+    MemoryLedger,
+    RedisLedger,
+    retention_seconds,
+)
+from server.live.follower import AliasFollower
+from server.live.loading import ModelLoader
+from server.live.model_store import ModelStore
+from server.live.reloader import Reloader
+from server.live.webhooks import DeliveryVerifier
+from server.observe import metrics
 from server.settings import ServerSettings
-from server.webhooks import DeliveryVerifier
 
 
 @dataclass

@@ -8,7 +8,7 @@ from server.codecs.mlflow_protocol import InvocationCodec
 from server.codecs.records import RecordCodec
 from server.codecs.responses import PredictionEncoder
 from server.errors import BadRequest
-from server.loaded_model import LoadedModel
+from server.live.loaded_model import LoadedModel
 
 _records: WeakKeyDictionary[LoadedModel, RecordCodec] = WeakKeyDictionary()
 _encoders: WeakKeyDictionary[LoadedModel, PredictionEncoder] = WeakKeyDictionary()
@@ -32,7 +32,7 @@ def invocation_codec(model: LoadedModel) -> InvocationCodec:
     codec = _invocations.get(model)
     if codec is None:
         codec = _invocations[model] = InvocationCodec(
-            model.pyfunc, model.feature_names, fast=model.fast is not None
+            model.pyfunc, model.feature_names, fast=model.runtime is not None
         )
     return codec
 
@@ -40,5 +40,5 @@ def invocation_codec(model: LoadedModel) -> InvocationCodec:
 def prediction_encoder(model: LoadedModel) -> PredictionEncoder:
     encoder = _encoders.get(model)
     if encoder is None:
-        encoder = _encoders[model] = PredictionEncoder(model.class_names or ())
+        encoder = _encoders[model] = PredictionEncoder(model.runtime.class_names if model.runtime else ())
     return encoder

@@ -9,13 +9,13 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from server.codecs.body import read_body
-from server.delivery_ledger import LedgerUnavailable
-from server.dependencies import ServicesDep
 from server.errors import ServingError
-from server.loading import one_line
-from server.openapi import READ_ERRORS, error_responses
-from server.schemas import ErrorBody, ReloadResponse, VersionsResponse, WebhookResponse
-from server.webhooks import WebhookRejected, alias_event
+from server.live.delivery_ledger import LedgerUnavailable
+from server.live.loading import one_line
+from server.live.webhooks import WebhookRejected, alias_event
+from server.routes.dependencies import ServicesDep
+from server.routes.openapi import READ_ERRORS, error_responses
+from server.routes.schemas import ErrorBody, ReloadResponse, VersionsResponse, WebhookResponse
 
 router = APIRouter(tags=["registry"])
 

@@ -10,11 +10,11 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from server.dependencies import ServicesDep
-from server.loading import one_line
-from server.readiness import answers_example
-from server.reloader import ReloadError
-from server.schemas import HealthResponse, ReadinessResponse, RegistryBody, ReloadErrorBody
+from server.live.loading import one_line
+from server.live.readiness import answers_example
+from server.live.reloader import ReloadError
+from server.routes.dependencies import ServicesDep
+from server.routes.schemas import HealthResponse, ReadinessResponse, RegistryBody, ReloadErrorBody
 from server.services import Services
 
 logger = logging.getLogger(__name__)

@@ -15,25 +15,26 @@ from server.codecs.body import read_body, require_identity_encoding
 from server.codecs.limits import INLINE_READ_MAX_BYTES
 from server.codecs.mlflow_protocol import FastRequest, media_type_of
 from server.codecs.per_model import invocation_codec, prediction_encoder
-from server.dependencies import services_of
-from server.inference import check_row_count
-from server.loaded_model import LoadedModel
-from server.openapi import INVOCATIONS_REQUEST, PREDICTION_ERRORS, request_body
+from server.inference.predictor import check_row_count
+from server.live.loaded_model import LoadedModel
+from server.routes.dependencies import services_of
+from server.routes.openapi import INVOCATIONS_REQUEST, PREDICTION_ERRORS, request_body
 from server.routes.predictions import MODEL_VERSION_HEADER
-from server.schemas import InvocationsResponse
+from server.routes.schemas import InvocationsResponse
+from server.runtimes.base import ClassifierRuntime
 
 router = APIRouter(tags=["mlflow"])
 
 
-def mlflow_records(model: LoadedModel, prediction: Prediction) -> bytes:
-    """The fast path's answer, byte for byte what MLflow would send: MLflow writes probabilities
-    that are not numbers (inputs far outside the training range) as `NaN`, which no JSON encoder
-    but Python's own produces, so those rare answers go through MLflow's encoder."""
-    if np.isfinite(prediction.probabilities).all():
+def mlflow_answer(model: LoadedModel, runtime: ClassifierRuntime, prediction: Prediction) -> bytes:
+    """The runtime's answer, byte for byte what MLflow would send for this flavour. The contract's
+    records are encoded in C, unless a probability is not a number (inputs far outside the
+    training range): MLflow writes those as `NaN`, which no JSON encoder but Python's own
+    produces, so those rare answers, and every other flavour's, go through MLflow's encoder."""
+    if runtime.answers_records and np.isfinite(prediction.probabilities).all():
         return prediction_encoder(model).mlflow(prediction)
-    assert model.fast is not None
     out = StringIO()
-    predictions_to_json(model.fast.to_frame(prediction), out)
+    predictions_to_json(runtime.mlflow_output(prediction), out)
     return out.getvalue().encode()
 
 
@@ -58,10 +59,11 @@ async def invocations(request: Request) -> Response:
     else:  # only junk is this large: the compiled readers' tens of milliseconds leave the loop
         decoded = await run_in_threadpool(codec.decode, body, media_type)
     max_rows = services.settings.max_batch_size
-    if isinstance(decoded, FastRequest):
+    runtime = model.runtime
+    if isinstance(decoded, FastRequest) and runtime is not None:  # the codec reads rows only for one
         check_row_count(len(decoded.features), max_rows)
-        prediction = await services.inference.predict(model, decoded.features)
-        content = mlflow_records(model, prediction)
+        prediction = await services.inference.score(runtime, decoded.features)
+        content = mlflow_answer(model, runtime, prediction)
     else:
         content = await services.inference.predict_mlflow(model, codec, decoded, max_rows)
     version = model.source.version

@@ -5,8 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import Response
 
-from server.dependencies import ServicesDep
-from server.openapi import error_responses
+from server.routes.dependencies import ServicesDep
+from server.routes.openapi import error_responses
 
 router = APIRouter(tags=["monitoring"])
 

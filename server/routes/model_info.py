@@ -6,11 +6,11 @@ import json
 
 from fastapi import APIRouter
 
-from server.dependencies import ServicesDep
-from server.loaded_model import LoadedModel
-from server.openapi import READ_ERRORS
+from server.live.loaded_model import LoadedModel
+from server.routes.dependencies import ServicesDep
 from server.routes.health import registry_body, reload_error_body
-from server.schemas import ClassBody, FeatureBody, FeaturesResponse, ModelMetadata
+from server.routes.openapi import READ_ERRORS
+from server.routes.schemas import ClassBody, FeatureBody, FeaturesResponse, ModelMetadata
 
 router = APIRouter(prefix="/model", tags=["model"])
 
@@ -23,11 +23,11 @@ def _signature(model: LoadedModel) -> dict[str, object] | None:
 
 
 def _classes(model: LoadedModel) -> list[ClassBody] | None:
-    if model.fast is None:
+    runtime = model.runtime
+    if runtime is None:
         return None
-    description = model.fast.description
     return [
-        ClassBody(value=v, name=n) for v, n in zip(description.classes, description.class_names, strict=True)
+        ClassBody(value=v, name=n) for v, n in zip(runtime.classes.tolist(), runtime.class_names, strict=True)
     ]
 
 
@@ -47,7 +47,8 @@ async def metadata(services: ServicesDep) -> ModelMetadata:
         classes=_classes(model),
         feature_count=len(model.features) if model.features is not None else None,
         signature=_signature(model),
-        fast_path=model.fast is not None,
+        runtime=model.runtime_name,
+        fast_path=model.runtime is not None,
         registry=registry_body(services),
         last_reload_error=reload_error_body(services.reloader.last_error),
     )

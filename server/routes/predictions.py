@@ -1,7 +1,7 @@
 """/predict and /batch-predict: strict JSON records, answered with classes and probabilities.
 
 Hot routes take the request alone (no dependency injection), so the fast lane
-(`server.fast_lane`) can call the very same functions.
+(`server.edge.fast_lane`) can call the very same functions.
 """
 
 from __future__ import annotations
@@ -19,11 +19,11 @@ from server.codecs.body import read_body, require_identity_encoding, require_jso
 from server.codecs.limits import INLINE_CHECK_MAX_BYTES, INLINE_READ_MAX_BYTES, MAX_PROBLEMS
 from server.codecs.per_model import prediction_encoder, record_codec
 from server.codecs.responses import generic_body
-from server.dependencies import services_of
 from server.errors import InvalidInput, Problem
-from server.loaded_model import LoadedModel
-from server.openapi import BATCH_REQUEST, PREDICT_REQUEST, PREDICTION_ERRORS, request_body
-from server.schemas import BatchPredictResponse, PredictResponse
+from server.live.loaded_model import LoadedModel
+from server.routes.dependencies import services_of
+from server.routes.openapi import BATCH_REQUEST, PREDICT_REQUEST, PREDICTION_ERRORS, request_body
+from server.routes.schemas import BatchPredictResponse, PredictResponse
 
 router = APIRouter(tags=["predictions"])
 

@@ -33,8 +33,8 @@ from mlflow import MlflowClient
 
 from registry_scripts.processes import ServerProcess, api_process
 from registry_scripts.tracking_server import TrackingServer
-from server.credentials import digest
-from server.webhooks import DELIVERY_ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
+from server.edge.credentials import digest
+from server.live.webhooks import DELIVERY_ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from tests.helpers import half_sent, run_ok, wait_for
 from tests.registry import FEATURES, champion_model, register_29_features, register_broken, register_ours
 from tests.server.metrics_text import counted, sample, served_versions

@@ -5,7 +5,7 @@ A 413 for a body over MAX_BODY_BYTES, and every refusal given before the body is
 to close after the answer (the client sent `Connection: close`, as urllib does): the server
 closed with the rest of the body unread in its socket, which makes the kernel send a reset. The
 server now reads and discards the rest, up to MAX_DISCARD_BYTES (64 MiB) and for a bounded time,
-before it completes such an answer (`server/lingering.py`). Each test here fails without that but
+before it completes such an answer (`server/edge/lingering.py`). Each test here fails without that but
 one: httpx keeping its connection, which guards against the easy wrong fix of closing them all.
 """
 
@@ -24,7 +24,7 @@ import httpx
 import pytest
 
 from registry_scripts.processes import ServerProcess, api_process
-from server.credentials import digest
+from server.edge.credentials import digest
 from tests.helpers import wait_for
 from tests.registry import FEATURES
 from tests.server.metrics_text import sample

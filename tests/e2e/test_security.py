@@ -34,8 +34,8 @@ from sklearn.linear_model import LogisticRegression
 
 from registry_scripts.dataset import load_frame
 from registry_scripts.processes import ServerProcess, api_process
-from server.credentials import digest
-from server.webhooks import DELIVERY_ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
+from server.edge.credentials import digest
+from server.live.webhooks import DELIVERY_ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from tests.registry import register_ours, register_pickled
 from tests.server.test_credentials import shipped_api_keys_file, shipped_api_keys_line
 

@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from registry_scripts.processes import ServerProcess, api_process
-from server.webhooks import DELIVERY_ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
+from server.live.webhooks import DELIVERY_ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from tests.conftest import DEFAULT_MODEL
 
 SECRET = "e2e-replay-secret"

@@ -21,7 +21,7 @@ import skops.io as sio
 from registry_scripts.dataset import load_frame
 from registry_scripts.estimators import build_estimator
 from registry_scripts.processes import ServerProcess, api_process
-from server import worker_sockets
+from server.process import worker_sockets
 from tests.helpers import wait_for
 from tests.server.metrics_text import model_info_pids
 

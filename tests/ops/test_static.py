@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from server import metrics
+from server.observe import metrics
 from tests.ops.tools import ROOT, run, tool
 
 K8S = ROOT / "k8s"

@@ -18,9 +18,9 @@ from fastapi.testclient import TestClient
 from registry_scripts.dataset import load_frame
 from registry_scripts.tracking_server import TrackingServer
 from server.app import create_app
-from server.loaded_model import LoadedModel
-from server.loading import ModelLoader
-from server.model_store import ModelStore
+from server.live.loaded_model import LoadedModel
+from server.live.loading import ModelLoader
+from server.live.model_store import ModelStore
 from server.settings import ServerSettings
 
 

@@ -14,9 +14,9 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi.testclient import TestClient
 
 from server.app import create_app
-from server.credentials import CredentialError, digest, parse_api_keys
-from server.loaded_model import LoadedModel
-from server.model_store import ModelStore
+from server.edge.credentials import CredentialError, digest, parse_api_keys
+from server.live.loaded_model import LoadedModel
+from server.live.model_store import ModelStore
 from server.settings import ServerSettings
 from tests.server.conftest import record
 

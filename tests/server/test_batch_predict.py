@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
-from server.loaded_model import LoadedModel
+from server.live.loaded_model import LoadedModel
 from tests.server.conftest import JSON_HEADERS, json_with_literal, record
 
 

@@ -21,9 +21,10 @@ from model_wrapper import Prediction, SklearnClassifierModel
 from model_wrapper.export import describe
 from registry_scripts.dataset import load_frame
 from registry_scripts.estimators import build_estimator
-from server.batching import IDLE_GAP, AdaptiveBatcher
-from server.call_cost import CallCost, calibrate
-from server.in_flight import InFlight
+from server.edge.in_flight import InFlight
+from server.inference.batching import IDLE_GAP, AdaptiveBatcher
+from server.runtimes.call_cost import CallCost, calibrate
+from server.runtimes.wrapper import WrapperRuntime
 
 FEATURES, TARGET, NAMES = load_frame()
 ROWS = FEATURES.to_numpy(dtype=np.float64)
@@ -45,27 +46,27 @@ class ManualClock:
         self.now += seconds
 
 
-class CountingModel(SklearnClassifierModel):
-    """The real wrapper, recording each call's row count and thread; a call on the inference
-    thread waits for `release` when the test holds it."""
+class CountingModel(WrapperRuntime):
+    """The real wrapper's runtime, recording each call's row count and thread; a call on the
+    inference thread waits for `release` when the test holds it."""
 
     def __init__(self, estimator: ClassifierMixin, cost: CallCost = CHEAP) -> None:
-        super().__init__()
+        fitted = estimator.fit(ROWS, TARGET.to_numpy())
+        super().__init__(SklearnClassifierModel.from_estimator(fitted, describe(estimator, NAMES)))
         self.calls: list[tuple[int, str]] = []
         self.fail_with: Exception | None = None
-        self.cost = cost
+        self.cost = cost  # given, not measured
         self.started = threading.Event()
         self.release: threading.Event | None = None
-        self._bind(estimator.fit(ROWS, TARGET.to_numpy()), describe(estimator, NAMES))
 
-    def predict_array(self, features: np.ndarray) -> Prediction:
+    def score(self, features: np.ndarray) -> Prediction:
         self.calls.append((len(features), threading.current_thread().name))
         self.started.set()
         if self.release is not None and threading.current_thread().name.startswith("inference"):
             assert self.release.wait(30), "the test never released the call"
         if self.fail_with is not None:
             raise self.fail_with
-        return super().predict_array(features)
+        return super().score(features)
 
 
 @pytest.fixture
@@ -85,7 +86,7 @@ def _batcher(executor, clock: ManualClock, **overrides) -> AdaptiveBatcher:
 
 
 async def _concurrently(batcher: AdaptiveBatcher, model: CountingModel, parts: list[np.ndarray]):
-    return await asyncio.gather(*(batcher.predict(model, model.cost, part) for part in parts))
+    return await asyncio.gather(*(batcher.predict(model, part) for part in parts))
 
 
 def _parts(count: int, rows: int = 1, first: int = 0) -> list[np.ndarray]:
@@ -100,7 +101,7 @@ def test_concurrent_requests_share_one_call_and_keep_their_own_rows(executor, cl
     # The first of a burst after a quiet spell is served at once; the fifteen behind it share a call.
     assert model.calls == [(3, "MainThread"), (45, "MainThread")]
     for part, answer in zip(parts, answers, strict=True):
-        alone = model.predict_array(part)
+        alone = model.score(part)
         np.testing.assert_array_equal(answer.probabilities, alone.probabilities)
         np.testing.assert_array_equal(answer.classes, alone.classes)
         np.testing.assert_array_equal(answer.labels, alone.labels)
@@ -127,9 +128,9 @@ def test_costly_calls_run_on_the_inference_thread_and_batch_meanwhile(executor, 
     batcher = _batcher(executor, clock)
 
     async def scenario() -> list[Prediction]:
-        first = [asyncio.ensure_future(batcher.predict(model, model.cost, p)) for p in _parts(5)]
+        first = [asyncio.ensure_future(batcher.predict(model, p)) for p in _parts(5)]
         await asyncio.to_thread(model.started.wait, 30)  # the first call runs, held open
-        meanwhile = [asyncio.ensure_future(batcher.predict(model, model.cost, p)) for p in _parts(7, first=5)]
+        meanwhile = [asyncio.ensure_future(batcher.predict(model, p)) for p in _parts(7, first=5)]
         await asyncio.sleep(0)  # every one of them queued behind the running call
         model.release.set()
         return await asyncio.gather(*first, *meanwhile)
@@ -153,9 +154,7 @@ def test_a_failing_call_fails_every_request_in_it(executor, clock) -> None:
     model.fail_with = RuntimeError("model broke")
 
     async def run() -> list[object]:
-        return await asyncio.gather(
-            *(batcher.predict(model, model.cost, p) for p in _parts(5)), return_exceptions=True
-        )
+        return await asyncio.gather(*(batcher.predict(model, p) for p in _parts(5)), return_exceptions=True)
 
     results = asyncio.run(run())
     assert [rows for rows, _ in model.calls] == [1, 4]  # one alone, four merged: all five failed
@@ -179,7 +178,7 @@ def test_a_request_after_a_quiet_spell_is_computed_at_once(executor, clock) -> N
 
     async def lone_request() -> bool:
         clock.advance(2 * IDLE_GAP)
-        task = asyncio.ensure_future(batcher.predict(model, model.cost, ROWS[:1]))
+        task = asyncio.ensure_future(batcher.predict(model, ROWS[:1]))
         await asyncio.sleep(0)  # one loop turn: an immediate answer is already there
         return task.done()
 
@@ -193,7 +192,7 @@ def test_a_request_within_the_idle_gap_waits_a_loop_turn_for_company(executor, c
 
     async def soon_after() -> bool:
         clock.advance(IDLE_GAP / 2)
-        task = asyncio.ensure_future(batcher.predict(model, model.cost, ROWS[:1]))
+        task = asyncio.ensure_future(batcher.predict(model, ROWS[:1]))
         await asyncio.sleep(0)
         done = task.done()
         await task
@@ -213,9 +212,9 @@ def test_right_after_another_a_request_is_computed_at_once_only_if_it_is_alone(
     batcher = _batcher(executor, clock, in_flight=in_flight)
 
     async def back_to_back() -> bool:
-        await batcher.predict(model, model.cost, ROWS[:1])
+        await batcher.predict(model, ROWS[:1])
         in_flight.count = in_progress
-        task = asyncio.ensure_future(batcher.predict(model, model.cost, ROWS[1:2]))  # within IDLE_GAP
+        task = asyncio.ensure_future(batcher.predict(model, ROWS[1:2]))  # within IDLE_GAP
         await asyncio.sleep(0)
         done = task.done()
         await task
@@ -233,11 +232,11 @@ def test_max_wait_holds_a_batch_open_for_requests_that_come_later(executor, cloc
 
     async def scenario() -> tuple[list[tuple[int, str]], float]:
         loop = asyncio.get_running_loop()
-        await batcher.predict(model, model.cost, ROWS[:1])  # alone after a quiet spell: at once
+        await batcher.predict(model, ROWS[:1])  # alone after a quiet spell: at once
         began = loop.time()
         waiting = []
         for part in _parts(3, first=1):
-            waiting.append(asyncio.ensure_future(batcher.predict(model, model.cost, part)))
+            waiting.append(asyncio.ensure_future(batcher.predict(model, part)))
             for _ in range(3):  # several loop turns between arrivals
                 await asyncio.sleep(0)
         calls_before_the_wait = list(model.calls)
@@ -255,10 +254,10 @@ def test_without_max_wait_each_loop_turn_leaves_on_its_own(executor, clock) -> N
     batcher = _batcher(executor, clock)
 
     async def scenario() -> None:
-        await batcher.predict(model, model.cost, ROWS[:1])
+        await batcher.predict(model, ROWS[:1])
         waiting = []
         for part in _parts(3, first=1):
-            waiting.append(asyncio.ensure_future(batcher.predict(model, model.cost, part)))
+            waiting.append(asyncio.ensure_future(batcher.predict(model, part)))
             for _ in range(3):
                 await asyncio.sleep(0)
         await asyncio.gather(*waiting)
@@ -274,13 +273,13 @@ class TimedModel(CountingModel):
         super().__init__(build_estimator("logistic_regression", 0))
         self._clock = clock
 
-    def predict_array(self, features: np.ndarray) -> Prediction:
+    def score(self, features: np.ndarray) -> Prediction:
         self._clock.advance(20e-6 + 1e-6 * len(features))
-        return super().predict_array(features)
+        return super().score(features)
 
 
 def test_calibration_measures_the_cost_line(clock) -> None:
-    cost = calibrate(TimedModel(clock), ROWS.shape[1], clock=clock)
+    cost = calibrate(TimedModel(clock).score, ROWS.shape[1], clock=clock)
     assert cost.per_call == pytest.approx(20e-6)
     assert cost.per_row == pytest.approx(1e-6)
 

@@ -29,7 +29,7 @@ from server.codecs.mlflow_protocol import JSON, InvocationCodec, PendingRequest
 from server.codecs.parquet_bounds import check_parquet
 from server.codecs.records import RecordCodec
 from server.errors import BadRequest, InvalidInput
-from server.loaded_model import LoadedModel
+from server.live.loaded_model import LoadedModel
 from server.routes.predictions import declined_features, fast_features
 
 UNREADABLE = BadRequest("unreadable")

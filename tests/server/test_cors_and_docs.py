@@ -6,8 +6,8 @@ import pandas as pd
 from fastapi.testclient import TestClient
 
 from server.app import create_app
-from server.loaded_model import LoadedModel
-from server.model_store import ModelStore
+from server.live.loaded_model import LoadedModel
+from server.live.model_store import ModelStore
 from server.settings import ServerSettings
 from tests.server.conftest import record
 

@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from pydantic import ValidationError
 
-from server.credentials import PUBLISHED_EXAMPLE_KEYS, digest, parse_api_keys
+from server.edge.credentials import PUBLISHED_EXAMPLE_KEYS, digest, parse_api_keys
 from server.settings import ServerSettings, describe_invalid_settings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -155,9 +155,9 @@ def test_refusals_never_quote_the_secret() -> None:
 
 
 def test_the_digest_command_prints_what_api_keys_holds() -> None:
-    """`printf %s "$KEY" | python -m server.auth`: the key comes on standard input."""
+    """`printf %s "$KEY" | python -m server.edge.auth`: the key comes on standard input."""
     key = "a-key-made-for-this-test"
     result = subprocess.run(
-        [sys.executable, "-m", "server.auth"], input=key, capture_output=True, text=True, check=True
+        [sys.executable, "-m", "server.edge.auth"], input=key, capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == digest(key)

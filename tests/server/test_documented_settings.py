@@ -20,9 +20,9 @@ from mlflow import MlflowClient
 from registry_scripts.processes import free_port
 from registry_scripts.tracking_server import TrackingServer
 from server.app import create_app
-from server.follower import MAX_BACKOFF_SECONDS
-from server.loaded_model import LoadedModel
-from server.model_store import ModelStore
+from server.live.follower import MAX_BACKOFF_SECONDS
+from server.live.loaded_model import LoadedModel
+from server.live.model_store import ModelStore
 from server.settings import ServerSettings
 from tests.registry import register_ours
 from tests.server.conftest import record

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
-from server.loaded_model import LoadedModel
+from server.live.loaded_model import LoadedModel
 from tests.server.conftest import record
 
 
@@ -58,7 +58,7 @@ def test_unexpected_failure_is_a_500_with_only_the_request_id(
     def explode(features):
         raise RuntimeError("secret internal detail")
 
-    monkeypatch.setattr(loaded_champion.fast, "predict_array", explode)
+    monkeypatch.setattr(loaded_champion.runtime, "score", explode)
     with caplog.at_level(logging.ERROR, logger="server.requests"):
         response = client.post("/predict", json=record(dataset), headers={"X-Request-ID": "boom-1"})
     assert response.status_code == 500

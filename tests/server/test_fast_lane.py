@@ -9,9 +9,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from server.app import create_app
-from server.fast_lane import ServingApp
-from server.loaded_model import LoadedModel
-from server.model_store import ModelStore
+from server.edge.fast_lane import ServingApp
+from server.live.loaded_model import LoadedModel
+from server.live.model_store import ModelStore
 from server.settings import ServerSettings
 from tests.server.conftest import JSON_HEADERS, record
 

@@ -14,8 +14,8 @@ from mlflow import MlflowClient
 
 from registry_scripts.tracking_server import TrackingServer
 from server.app import create_app
+from server.live.webhooks import DELIVERY_ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from server.settings import ServerSettings
-from server.webhooks import DELIVERY_ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from tests.helpers import wait_for
 from tests.registry import FEATURES, champion_model, register_29_features, register_broken, register_ours
 from tests.server.conftest import record

@@ -6,12 +6,13 @@ import dataclasses
 
 import pytest
 
-from server.gate import GateRefused, check_candidate
-from server.loaded_model import FeatureSpec, LoadedModel
+from server.live.gate import GateRefused, check_candidate
+from server.live.loaded_model import FeatureSpec, LoadedModel
+from server.runtimes.signature import Features
 
 
 def _with_features(model: LoadedModel, features: tuple[FeatureSpec, ...]) -> LoadedModel:
-    return dataclasses.replace(model, features=features)
+    return dataclasses.replace(model, signature_features=Features(features))
 
 
 def test_the_same_contract_passes(loaded_champion: LoadedModel) -> None:
@@ -42,6 +43,6 @@ def test_a_model_that_fails_its_example_is_refused(loaded_champion: LoadedModel,
         raise RuntimeError("cannot predict")
 
     candidate = dataclasses.replace(loaded_champion)
-    monkeypatch.setattr(candidate.fast, "predict_array", broken)
+    monkeypatch.setattr(candidate.runtime, "score", broken)
     with pytest.raises(GateRefused, match="fails on its own input example: cannot predict"):
         check_candidate(None, candidate, allow_signature_change=False)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from fastapi.testclient import TestClient
 
 from server.app import create_app
-from server.loaded_model import LoadedModel
-from server.model_store import ModelStore
+from server.live.loaded_model import LoadedModel
+from server.live.model_store import ModelStore
 from server.settings import ServerSettings
 
 
@@ -56,7 +56,7 @@ def test_ping_keeps_the_models_own_words_to_the_log(
     def fail(rows):
         raise RuntimeError("internal detail of the model")
 
-    monkeypatch.setattr(loaded_champion.fast, "predict_array", fail)
+    monkeypatch.setattr(loaded_champion.runtime, "score", fail)
     with TestClient(create_app(settings, store=ModelStore(loaded_champion))) as client:
         response = client.get("/ping")
     assert response.status_code == 503

@@ -26,7 +26,7 @@ from server.codecs.mlflow_protocol import (
     media_type_of,
 )
 from server.errors import UnsupportedMediaType
-from server.loaded_model import LoadedModel
+from server.live.loaded_model import LoadedModel
 
 
 @pytest.fixture

@@ -11,12 +11,12 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
-from server.access import AdmissionMiddleware
 from server.app import create_app
-from server.auth import digest
-from server.loaded_model import LoadedModel
-from server.model_store import ModelStore
-from server.rate_limit import LocalTokenBuckets, RedisTokenBuckets
+from server.edge.access import AdmissionMiddleware
+from server.edge.auth import digest
+from server.edge.rate_limit import LocalTokenBuckets, RedisTokenBuckets
+from server.live.loaded_model import LoadedModel
+from server.live.model_store import ModelStore
 from server.settings import ServerSettings
 from tests.server.conftest import record
 

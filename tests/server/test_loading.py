@@ -13,8 +13,8 @@ from mlflow import MlflowClient
 from registry_scripts.dataset import load_frame
 from registry_scripts.estimators import build_estimator
 from registry_scripts.tracking_server import TrackingServer
-from server.loaded_model import LoadedModel
-from server.loading import ModelLoader, ModelLoadError, load_with_retry
+from server.live.loaded_model import LoadedModel
+from server.live.loading import ModelLoader, ModelLoadError, load_with_retry
 
 
 def test_alias_resolves_to_a_pinned_version(tracking_server: TrackingServer, champion_version: str) -> None:
@@ -44,9 +44,10 @@ def test_unknown_alias_is_an_error(tracking_server: TrackingServer, champion_ver
         ModelLoader(tracking_server.url).resolve("models:/breast-cancer-classifier@nope")
 
 
-def test_loaded_registry_model_has_the_fast_path(loaded_champion: LoadedModel) -> None:
-    assert loaded_champion.fast is not None
-    assert loaded_champion.fast.row_invariant
+def test_loaded_registry_model_is_scored_by_the_wrapper_runtime(loaded_champion: LoadedModel) -> None:
+    assert loaded_champion.runtime_name == "wrapper"
+    assert loaded_champion.runtime is not None
+    assert loaded_champion.runtime.row_invariant
     assert loaded_champion.feature_names == tuple(f"feature_{i}" for i in range(1, 31))
     assert loaded_champion.example is not None
 
@@ -104,9 +105,10 @@ def test_local_estimator_file_is_served_through_the_wrapper(tmp_path: Path, suff
     path = tmp_path / f"model{suffix}"
     joblib.dump(estimator, path) if suffix == ".joblib" else sio.dump(estimator, path)
     model = ModelLoader(None, work_dir=tmp_path).load_local_estimator(path, allow_pickle=suffix == ".joblib")
-    assert model.fast is not None
-    assert model.class_names == ("malignant", "benign")
-    prediction = model.fast.predict_array(features.to_numpy()[:5])
+    assert model.runtime is not None
+    assert model.runtime_name == "wrapper"
+    assert model.runtime.class_names == ("malignant", "benign")
+    prediction = model.runtime.score(features.to_numpy()[:5])
     np.testing.assert_array_equal(prediction.classes, estimator.predict(features.to_numpy()[:5]))
 
 

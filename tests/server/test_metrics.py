@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
-from server.loaded_model import LoadedModel
+from server.live.loaded_model import LoadedModel
 from tests.server.conftest import record
 from tests.server.metrics_text import counted, label_sets, names, sample
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi.testclient import TestClient
 from mlflow import MlflowClient
 
-from server.loaded_model import LoadedModel
+from server.live.loaded_model import LoadedModel
 
 
 def test_metadata_describes_the_registered_version(

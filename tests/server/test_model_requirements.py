@@ -1,14 +1,16 @@
-"""A model's requirements are checked against this environment by name, as MLflow checks them."""
+"""A model's requirements are checked against this environment by name, as MLflow checks them
+(or by module, for a package installed under another distribution's name)."""
 
 from __future__ import annotations
 
 import sys
+import types
 from importlib import metadata
 from pathlib import Path
 
 import mlflow
 
-from server.model_requirements import unmet_requirements
+from server.live.model_requirements import unmet_requirements
 
 RUNNING = f"{sys.version_info.major}.{sys.version_info.minor}"
 
@@ -44,3 +46,15 @@ def test_other_versions_missing_packages_and_python_are_named(tmp_path: Path) ->
 
 def test_a_model_without_requirements_is_not_checked(tmp_path: Path) -> None:
     assert unmet_requirements(tmp_path, None) == []
+
+
+def test_a_module_installed_under_another_distribution_counts_as_installed(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """As `xgboost-cpu` provides the `xgboost` module a model's `xgboost==X` asks for: here a module
+    that no distribution of its name provides, imported already (as loading the model imports it)."""
+    module = types.ModuleType("registry_serve_elsewhere")
+    module.__version__ = "1.2.3"
+    monkeypatch.setitem(sys.modules, "registry_serve_elsewhere", module)
+    model_dir = _model_dir(tmp_path, "registry-serve-elsewhere==1.2.3", "registry-serve-elsewhere==9")
+    assert unmet_requirements(model_dir, None) == ["registry-serve-elsewhere==9: 1.2.3 is installed"]

@@ -11,9 +11,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from server.app import create_app
-from server.auth import digest
-from server.loaded_model import LoadedModel
-from server.model_store import ModelStore
+from server.edge.auth import digest
+from server.live.loaded_model import LoadedModel
+from server.live.model_store import ModelStore
 from server.settings import ServerSettings
 
 SCOPED = {"/predict", "/batch-predict", "/invocations", "/model/metadata", "/model/features"}

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
-from server.loaded_model import LoadedModel
+from server.live.loaded_model import LoadedModel
 from tests.server.conftest import JSON_HEADERS, json_with_literal, record
 
 
@@ -251,14 +251,14 @@ def test_values_beyond_the_documented_range_are_named(client: TestClient, datase
 def test_answers_that_are_not_numbers_are_refused_by_record(
     client: TestClient, dataset: pd.DataFrame, loaded_champion: LoadedModel, monkeypatch
 ) -> None:
-    honest = loaded_champion.fast.predict_array
+    honest = loaded_champion.runtime.score
 
     def overflowing(features):
         prediction = honest(features)
         prediction.probabilities[1] = np.nan
         return prediction
 
-    monkeypatch.setattr(loaded_champion.fast, "predict_array", overflowing)
+    monkeypatch.setattr(loaded_champion.runtime, "score", overflowing)
     response = client.post("/batch-predict", json={"records": [record(dataset, 0), record(dataset, 1)]})
     assert response.status_code == 422
     assert response.json()["details"] == [

@@ -17,9 +17,9 @@ from schemathesis.checks import positive_data_acceptance
 from schemathesis.config import SchemathesisConfig
 
 from server.app import create_app
-from server.auth import digest
-from server.loaded_model import LoadedModel
-from server.model_store import ModelStore
+from server.edge.auth import digest
+from server.live.loaded_model import LoadedModel
+from server.live.model_store import ModelStore
 from server.settings import ServerSettings
 
 # 200 a route, for each of the two apps: about 70 s of generated requests, 1 min 47 s for the whole

@@ -15,7 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from server.app import create_app
-from server.delivery_ledger import (
+from server.live.delivery_ledger import (
     DeliveryLedger,
     FolderLedger,
     LedgerUnavailable,
@@ -24,10 +24,9 @@ from server.delivery_ledger import (
     entry_name,
     retention_seconds,
 )
-from server.loaded_model import LoadedModel
-from server.model_store import ModelStore
-from server.settings import ServerSettings
-from server.webhooks import (
+from server.live.loaded_model import LoadedModel
+from server.live.model_store import ModelStore
+from server.live.webhooks import (
     DELIVERY_ID_HEADER,
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
@@ -37,6 +36,7 @@ from server.webhooks import (
     alias_event,
     sign,
 )
+from server.settings import ServerSettings
 
 SECRET = "webhook-secret"
 NOW = 1_800_000_000.0

@@ -9,7 +9,7 @@ import pytest
 from uvicorn.config import STARTUP_FAILURE
 
 from registry_scripts.processes import free_port
-from server import worker_sockets
+from server.process import worker_sockets
 
 pytestmark = pytest.mark.skipif(not worker_sockets.AVAILABLE, reason="SO_REUSEPORT balancing is Linux's")
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from server.loaded_model import LoadedModel
-from server.readiness import answers_example
+from server.live.loaded_model import LoadedModel
+from server.live.readiness import answers_example
 
 
 class GateRefused(Exception):
@@ -23,7 +23,7 @@ def check_candidate(
         served, offered = _signature(current), _signature(candidate)
         if offered != served:
             raise GateRefused(_describe_change(served, offered))
-    if candidate.example is None and candidate.fast is None:
+    if candidate.example is None and candidate.runtime is None:
         raise GateRefused("the version logged no input example to check it with")
     try:
         answers_example(candidate)

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from server.loaded_model import LoadedModel
+from server.live.loaded_model import LoadedModel
 
 
 def answers_example(model: LoadedModel) -> None:
     """Predict the model's input example (one zero row without one); raise if it fails."""
-    if model.fast is not None:
+    if model.runtime is not None:
         names = list(model.feature_names or ())
         rows = model.example.loc[:, names].to_numpy(dtype=np.float64) if model.example is not None else None
-        model.fast.predict_array(rows if rows is not None else np.zeros((1, len(names))))
+        model.runtime.score(rows if rows is not None else np.zeros((1, len(names))))
         return
     if model.example is None:
         raise RuntimeError("the model has no input example to check it with")

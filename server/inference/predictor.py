@@ -1,4 +1,4 @@
-"""Running the model: the numpy fast path (micro-batched), the generic pyfunc path, and MLflow's
+"""Running the model: its runtime (micro-batched), the generic pyfunc path, and MLflow's
 protocol path.
 
 Every model call goes through here, so this is where calls are counted by size and where
@@ -16,13 +16,14 @@ from mlflow.utils.proto_json_utils import _get_jsonable_obj
 from starlette.concurrency import run_in_threadpool
 
 from model_wrapper import Prediction
-from server import metrics
-from server.batching import AdaptiveBatcher
 from server.codecs.limits import too_many_rows
 from server.codecs.mlflow_protocol import InvocationCodec, PendingRequest, from_mlflow, scrubbed
 from server.codecs.redaction import ClientText
 from server.errors import ServingError
-from server.loaded_model import LoadedModel
+from server.inference.batching import AdaptiveBatcher
+from server.live.loaded_model import LoadedModel
+from server.observe import metrics
+from server.runtimes.base import ClassifierRuntime
 
 
 class ModelFailed(ServingError):
@@ -39,15 +40,20 @@ class Inference:
         self._batcher = batcher
 
     async def predict(self, model: LoadedModel, features: np.ndarray) -> Prediction | list[Any]:
-        """Rows in signature order -> a `Prediction` (fast path) or the pyfunc's per-row output."""
-        if model.fast is not None and model.call_cost is not None:
-            prediction = await self._batcher.predict(model.fast, model.call_cost, features)
-            metrics.record_predictions(prediction.labels)
-            return prediction
+        """Rows in signature order -> a `Prediction` (the model's runtime) or the pyfunc's per-row
+        output (MLflow's generic path)."""
+        if model.runtime is not None:
+            return await self.score(model.runtime, features)
         metrics.record_model_call(len(features))
         rows = await run_in_threadpool(_generic_rows, model, features)
         metrics.record_request_rows(len(rows))
         return rows
+
+    async def score(self, runtime: ClassifierRuntime, features: np.ndarray) -> Prediction:
+        """Rows in signature order, scored by `runtime` (micro-batched where it allows)."""
+        prediction = await self._batcher.predict(runtime, features)
+        metrics.record_predictions(prediction.labels)
+        return prediction
 
     async def predict_mlflow(
         self, model: LoadedModel, codec: InvocationCodec, pending: PendingRequest, max_rows: int

@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from server.error_handlers import handle_serving_error
+from server.edge.error_handlers import handle_serving_error
 from server.errors import ServingError
 
 Endpoint = Callable[[Request], Awaitable[Response]]

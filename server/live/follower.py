@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from server import metrics
-from server.loading import ModelLoader, RegistryReference, one_line, parse_registry_uri
-from server.model_store import ModelStore
-from server.reloader import Reloader, ReloadOutcome
+from server.live.loading import ModelLoader, RegistryReference, one_line, parse_registry_uri
+from server.live.model_store import ModelStore
+from server.live.reloader import Reloader, ReloadOutcome
+from server.observe import metrics
 
 logger = logging.getLogger(__name__)
 

@@ -15,11 +15,11 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from server.access import required_scope
 from server.codecs.records import FEATURE_LIMIT
-from server.loaded_model import LoadedModel
-from server.metrics import PREDICTION_ENDPOINTS
-from server.schemas import ErrorBody
+from server.edge.access import required_scope
+from server.live.loaded_model import LoadedModel
+from server.observe.metrics import PREDICTION_ENDPOINTS
+from server.routes.schemas import ErrorBody
 from server.settings import ServerSettings
 
 PREDICT_REQUEST = "PredictRequest"

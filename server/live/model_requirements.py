@@ -5,12 +5,15 @@ MLflow's own check first maps every module of every installed distribution to it
 reading each distribution's file list: about 0.7 s of every start and every hot swap. A model's
 `requirements.txt` names its packages already, so looking those few up gives the same verdict.
 Mismatches are warnings, as in MLflow: the gate's test prediction decides whether a version serves.
+
+A package counts as installed when its module is, whichever distribution brought it: the
+`xgboost-cpu` distribution provides the `xgboost` module a model's `xgboost==X` asks for.
 """
 
 from __future__ import annotations
 
 import sys
-from importlib import metadata
+from importlib import metadata, util
 from pathlib import Path
 
 import mlflow
@@ -26,6 +29,20 @@ def _installed_version(name: str) -> str | None:
     try:
         return metadata.version(name)
     except metadata.PackageNotFoundError:
+        return _module_version(name)
+
+
+def _module_version(name: str) -> str | None:
+    """The version of the module a distribution's name stands for, installed under another
+    distribution's name: read from the module when loading the model imported it already, else
+    `""` (present, version unknown) when it can be found, else None."""
+    module_name = name.lower().replace("-", "_")
+    module = sys.modules.get(module_name)
+    if module is not None:
+        return str(getattr(module, "__version__", ""))
+    try:
+        return "" if util.find_spec(module_name) is not None else None
+    except (ImportError, ValueError):
         return None
 
 
@@ -54,6 +71,6 @@ def unmet_requirements(model_dir: Path, python_version: str | None) -> list[str]
         installed = _installed_version(requirement.name)
         if installed is None:
             problems.append(f"{line}: {requirement.name} is not installed")
-        elif not requirement.specifier.contains(installed, prereleases=True):
+        elif installed and not requirement.specifier.contains(installed, prereleases=True):
             problems.append(f"{line}: {installed} is installed")
     return problems

@@ -7,12 +7,12 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp
 
-from server.access import AccessMiddleware, AdmissionMiddleware
-from server.auth import Authenticator
-from server.in_flight import InFlight
-from server.lingering import LingeringBodyMiddleware
-from server.middleware import PredictionTrafficMiddleware, RequestContextMiddleware
-from server.rate_limit import FailedCredentialLimiter, Limiter
+from server.edge.access import AccessMiddleware, AdmissionMiddleware
+from server.edge.auth import Authenticator
+from server.edge.in_flight import InFlight
+from server.edge.lingering import LingeringBodyMiddleware
+from server.edge.middleware import PredictionTrafficMiddleware, RequestContextMiddleware
+from server.edge.rate_limit import FailedCredentialLimiter, Limiter
 from server.settings import ServerSettings
 
 
@@ -24,7 +24,7 @@ def build_stack(
     failed_credentials: FailedCredentialLimiter | None = None,
 ) -> list[Middleware]:
     # Outermost: every early answer, whichever layer gives it, is completed only after the
-    # client's unread body is discarded (server/lingering.py).
+    # client's unread body is discarded (server/edge/lingering.py).
     stack = [
         Middleware(LingeringBodyMiddleware, max_discard_bytes=settings.max_discard_bytes),
         Middleware(RequestContextMiddleware),

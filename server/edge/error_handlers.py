@@ -10,8 +10,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
+from server.edge.request_context import current_request_id
 from server.errors import InvalidInput, MethodNotAllowed, NotFound, Problem, ServingError
-from server.request_context import current_request_id
 
 ERROR_CODE_STATE = "error_code"
 

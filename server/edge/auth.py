@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import jwt
 
-from server.credentials import SCOPES, Credentials, digest
+from server.edge.credentials import SCOPES, Credentials, digest
 from server.errors import ServingError
 
 API_KEY_HEADER = "x-api-key"
@@ -124,7 +124,7 @@ def authorize(principal: Principal, scope: str) -> None:
 def build_authenticator(
     credentials: Credentials, jwt_algorithm: str | None, jwt_issuer: str | None, jwt_audience: str | None
 ) -> Authenticator:
-    """The authenticator for the vetted `credentials` (`server.credentials.load`)."""
+    """The authenticator for the vetted `credentials` (`server.edge.credentials.load`)."""
     keys = {key.digest: Principal(key.name, key.scopes) for key in credentials.api_keys}
     verifier = None
     if jwt_algorithm and credentials.jwt_key is not None:

@@ -4,7 +4,7 @@ MLflow signs `"{delivery_id}.{timestamp}.{body}"` with HMAC-SHA256 under the web
 and sends `v1,<base64 digest>` in `X-MLflow-Signature`, the Unix time in whole seconds
 (`str(int(time.time()))`) in `X-MLflow-Timestamp` and a UUID in `X-MLflow-Delivery-Id`. A delivery
 is accepted only with a valid signature, a timestamp of that form within `max_age` of now, and a
-delivery id the ledger has not seen (`server.delivery_ledger`: shared by every worker, and by
+delivery id the ledger has not seen (`server.live.delivery_ledger`: shared by every worker, and by
 every replica with Redis), so a replayed delivery is refused wherever it lands.
 """
 
@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from server.delivery_ledger import DeliveryLedger, MemoryLedger, retention_seconds
+from server.live.delivery_ledger import DeliveryLedger, MemoryLedger, retention_seconds
 
 SIGNATURE_HEADER = "x-mlflow-signature"
 TIMESTAMP_HEADER = "x-mlflow-timestamp"

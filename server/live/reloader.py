@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
 
-from server import metrics
-from server.gate import GateRefused, check_candidate
-from server.loaded_model import LoadedModel, ModelSource
-from server.loading import ModelLoader, one_line
-from server.model_store import ModelStore
+from server.live.gate import GateRefused, check_candidate
+from server.live.loaded_model import LoadedModel, ModelSource
+from server.live.loading import ModelLoader, one_line
+from server.live.model_store import ModelStore
+from server.observe import metrics
 
 logger = logging.getLogger(__name__)
 

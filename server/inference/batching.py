@@ -14,7 +14,7 @@ to `max_rows` rows:
 
 Under load this is faster than computing each request on its own: one call's fixed cost (and
 its bookkeeping) is shared by the whole batch. Only models whose rows score independently of
-their batch (`row_invariant`, see `model_wrapper.kernels`) are merged; any other model's
+their batch (`ClassifierRuntime.row_invariant`) are merged; any other model's
 requests run one call each, so batching never changes an answer.
 """
 
@@ -29,10 +29,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from model_wrapper import Prediction, SklearnClassifierModel
-from server import metrics
-from server.call_cost import CallCost
-from server.in_flight import InFlight
+from model_wrapper import Prediction
+from server.edge.in_flight import InFlight
+from server.observe import metrics
+from server.runtimes.base import ClassifierRuntime
 
 # A request that follows the previous one by more than this finds an idle server: it is computed
 # at once, without the loop turn that lets concurrent requests join it.
@@ -41,14 +41,13 @@ IDLE_GAP = 0.001
 
 @dataclass
 class _Pending:
-    model: SklearnClassifierModel
-    cost: CallCost
+    model: ClassifierRuntime
     features: np.ndarray
     future: asyncio.Future[Prediction]
 
 
 class AdaptiveBatcher:
-    """Runs `SklearnClassifierModel.predict_array` for concurrent requests, merged when it can."""
+    """Runs `ClassifierRuntime.score` for concurrent requests, merged when it can."""
 
     def __init__(
         self,
@@ -71,10 +70,8 @@ class AdaptiveBatcher:
         self._offloaded: asyncio.Task[None] | None = None  # a drain is waiting on the thread
         self._last_arrival = 0.0
 
-    async def predict(
-        self, model: SklearnClassifierModel, cost: CallCost, features: np.ndarray
-    ) -> Prediction:
-        """`model`'s prediction for `features`, whose call `cost` was measured when it was loaded."""
+    async def predict(self, model: ClassifierRuntime, features: np.ndarray) -> Prediction:
+        """`model`'s prediction for `features` (its call cost was measured when it was loaded)."""
         loop = asyncio.get_running_loop()
         now = self._clock()
         quiet, self._last_arrival = now - self._last_arrival > IDLE_GAP, now
@@ -82,10 +79,10 @@ class AdaptiveBatcher:
         # IDLE_GAP) and cheap: now. A lone client's next request finds only itself in progress.
         lone = self._in_flight is not None and self._in_flight.count <= 1
         alone = (self._max_rows == 1 or quiet or lone) and not self._queue and self._offloaded is None
-        if alone and cost.estimate(len(features)) <= self._inline_budget:
+        if alone and model.cost.estimate(len(features)) <= self._inline_budget:
             return _call(model, features)
         future: asyncio.Future[Prediction] = loop.create_future()
-        self._queue.append(_Pending(model, cost, features, future))
+        self._queue.append(_Pending(model, features, future))
         if not self._scheduled and self._offloaded is None:
             self._scheduled = True
             if self._max_wait > 0:
@@ -98,7 +95,7 @@ class AdaptiveBatcher:
         """Serve cheap batches right here; hand the rest of the queue to the inference thread."""
         self._scheduled = False
         while self._queue:
-            if self._queue[0].cost.estimate(self._head_rows()) > self._inline_budget:
+            if self._queue[0].model.cost.estimate(self._head_rows()) > self._inline_budget:
                 self._offloaded = asyncio.get_running_loop().create_task(self._drain_offloaded())
                 return
             batch = self._next_batch()
@@ -154,9 +151,9 @@ class AdaptiveBatcher:
         return batch
 
 
-def _call(model: SklearnClassifierModel, features: np.ndarray) -> Prediction:
+def _call(model: ClassifierRuntime, features: np.ndarray) -> Prediction:
     metrics.record_model_call(len(features))
-    return model.predict_array(features)
+    return model.score(features)
 
 
 def _stack(batch: list[_Pending]) -> np.ndarray:

@@ -12,8 +12,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from model_wrapper import SklearnClassifierModel
-
 CALIBRATION_ROWS = 64
 REPEATS = 5
 
@@ -30,17 +28,17 @@ class CallCost:
 
 
 def calibrate(
-    model: SklearnClassifierModel, width: int, clock: Callable[[], float] = time.perf_counter
+    score: Callable[[np.ndarray], object], width: int, clock: Callable[[], float] = time.perf_counter
 ) -> CallCost:
     """Time one row and `CALIBRATION_ROWS` rows (best of `REPEATS`, after a warm-up call)."""
 
     def best(rows: int) -> float:
         features = np.zeros((rows, width))
-        model.predict_array(features)
+        score(features)
         timings = []
         for _ in range(REPEATS):
             start = clock()
-            model.predict_array(features)
+            score(features)
             timings.append(clock() - start)
         return min(timings)
 

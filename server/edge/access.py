@@ -15,12 +15,12 @@ from starlette._utils import get_route_path
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from server.auth import Authenticator, Principal, Unauthenticated, authorize
-from server.error_handlers import ERROR_CODE_STATE, error_response
+from server.edge.auth import Authenticator, Principal, Unauthenticated, authorize
+from server.edge.error_handlers import ERROR_CODE_STATE, error_response
+from server.edge.in_flight import InFlight
+from server.edge.rate_limit import FailedCredentialLimiter, Limiter
 from server.errors import Overloaded, RateLimited, RequestTimeout, ServingError
-from server.in_flight import InFlight
-from server.metrics import PREDICTION_ENDPOINTS
-from server.rate_limit import FailedCredentialLimiter, Limiter
+from server.observe.metrics import PREDICTION_ENDPOINTS
 
 OPEN_PATHS = frozenset(
     {"/health", "/ping", "/webhooks/mlflow", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}

@@ -12,10 +12,10 @@ import orjson
 from starlette._utils import get_route_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from server import metrics
-from server.error_handlers import ERROR_CODE_STATE
+from server.edge.error_handlers import ERROR_CODE_STATE
+from server.edge.request_context import REQUEST_ID_HEADER, accept_or_generate, current_request_id
 from server.errors import InternalError
-from server.request_context import REQUEST_ID_HEADER, accept_or_generate, current_request_id
+from server.observe import metrics
 
 logger = logging.getLogger("server.requests")
 

@@ -92,8 +92,8 @@ class FeaturesResponse(BaseModel):
 
 
 class ClassBody(BaseModel):
-    value: int
-    name: str
+    value: int | float | str = Field(description="The class value the model predicts.")
+    name: str = Field(description="Its name: from the model's metadata, else the value as text.")
 
 
 class ModelMetadata(BaseModel):
@@ -108,7 +108,11 @@ class ModelMetadata(BaseModel):
     classes: list[ClassBody] | None
     feature_count: int | None
     signature: dict[str, Any] | None
-    fast_path: bool
+    runtime: str = Field(
+        description="What scores the model: wrapper, sklearn, xgboost, lightgbm, "
+        "or pyfunc (MLflow's generic path)."
+    )
+    fast_path: bool = Field(description="Whether a runtime scores it natively (runtime is not pyfunc).")
     registry: RegistryBody
     last_reload_error: ReloadErrorBody | None
 

@@ -44,7 +44,7 @@ class Credentials:
 
 
 def digest(key: str) -> str:
-    """The SHA-256 hex digest API_KEYS holds for `key` (`printf %s KEY | python -m server.auth`)."""
+    """The SHA-256 hex digest API_KEYS holds for `key` (`printf %s KEY | python -m server.edge.auth`)."""
     return hashlib.sha256(key.encode()).hexdigest()
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import shutil
 
-from server import metrics
 from server.errors import ModelNotReady
-from server.loaded_model import LoadedModel
+from server.live.loaded_model import LoadedModel
+from server.observe import metrics
 
 
 class ModelStore:

@@ -1,0 +1,1 @@
+"""How a model computes: one runtime per MLflow flavour, chosen when a model is loaded."""
