@@ -32,15 +32,15 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from mlflow.exceptions import MlflowException
 from mlflow.pyfunc import PyFuncModel
-from mlflow.pyfunc.scoring_server import (
-    _parse_json_data,
-    parse_csv_input,
-    parse_parquet_input,
-    predictions_to_json,
-)
 
 from server.codecs.input_bounds import check_csv, check_document
 from server.codecs.limits import MAX_COLUMNS, MAX_JSON_DEPTH
+from server.codecs.mlflow_scoring import (
+    parse_csv_input,
+    parse_json_data,
+    parse_parquet_input,
+    write_predictions,
+)
 from server.codecs.parquet_bounds import UNREADABLE, check_parquet
 from server.codecs.plain_records import PlainRecordsReader
 from server.codecs.plain_split import PlainSplitReader
@@ -253,7 +253,7 @@ class InvocationCodec:
             if pending.media_type == JSON:
                 sent.document = _json_document(pending.body)
                 check_document(sent.document, max_rows, too_deep=_too_deep())
-                parsed = _mlflow_call(_parse_json_data, sent.document, self._pyfunc.metadata, self._schema)
+                parsed = _mlflow_call(parse_json_data, sent.document, self._pyfunc.metadata, self._schema)
                 return GeneralRequest(parsed.data, parsed.params, sent)
             if pending.media_type == CSV:
                 try:
@@ -282,7 +282,7 @@ class InvocationCodec:
                 "input Dataframe is compatible with the model for inference."
             ) from None
         out = StringIO()
-        predictions_to_json(raw, out)
+        write_predictions(raw, out)
         return out.getvalue().encode()
 
     def _scrubbed(self, error: ProtocolError, sent: _Sent) -> ProtocolError:

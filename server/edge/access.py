@@ -1,6 +1,6 @@
 """Access control and load shedding, as pure ASGI middleware on both the fast lane and FastAPI.
 
-`AccessMiddleware`: each route's scope (`required_scope`), the caller's credential, the
+`AccessMiddleware`: each route's scope (`server.edge.route_policy`), the caller's credential, the
 caller's rate limit, and a limit on failed credentials per client address.
 `AdmissionMiddleware`: at most MAX_CONCURRENT_REQUESTS prediction requests in progress (more get
 503 with Retry-After at once) and none longer than REQUEST_TIMEOUT_SECONDS (504). Refusals use the
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 
-from starlette._utils import get_route_path
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -19,25 +18,9 @@ from server.edge.auth import Authenticator, Principal, Unauthenticated, authoriz
 from server.edge.error_handlers import ERROR_CODE_STATE, error_response
 from server.edge.in_flight import InFlight
 from server.edge.rate_limit import FailedCredentialLimiter, Limiter
+from server.edge.route_path import route_path
+from server.edge.route_policy import is_traffic, required_scope
 from server.errors import Overloaded, RateLimited, RequestTimeout, ServingError
-from server.observe.metrics import PREDICTION_ENDPOINTS
-
-OPEN_PATHS = frozenset(
-    {"/health", "/ping", "/webhooks/mlflow", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
-)
-METRICS_PATHS = frozenset({"/metrics", "/prometheus-metrics"})
-ADMIN_PATHS = frozenset({"/model/reload"})
-
-
-def required_scope(path: str, metrics_auth: bool) -> str | None:
-    """The scope a request to `path` needs, or None when the route is open."""
-    if path in OPEN_PATHS:
-        return None
-    if path in METRICS_PATHS:
-        return "metrics" if metrics_auth else None
-    if path in ADMIN_PATHS:
-        return "admin"
-    return "predict"
 
 
 async def _refuse(scope: Scope, receive: Receive, send: Send, error: ServingError) -> None:
@@ -66,9 +49,7 @@ class AccessMiddleware:
         if scope["type"] != "http" or scope["method"] == "OPTIONS":
             await self.app(scope, receive, send)
             return
-        required = required_scope(
-            get_route_path(scope), self._metrics_auth and self._authenticator is not None
-        )
+        required = required_scope(route_path(scope), self._metrics_auth and self._authenticator is not None)
         if required is None:
             await self.app(scope, receive, send)
             return
@@ -128,10 +109,9 @@ class AdmissionMiddleware:
         self._max_concurrent = max_concurrent
         self._timeout = timeout
         self._in_flight = in_flight if in_flight is not None else InFlight()
-        self._paths = frozenset(PREDICTION_ENDPOINTS)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or get_route_path(scope) not in self._paths:
+        if scope["type"] != "http" or not is_traffic(route_path(scope)):
             await self.app(scope, receive, send)
             return
         if self._in_flight.count >= self._max_concurrent:

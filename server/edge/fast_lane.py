@@ -14,12 +14,13 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 
 from fastapi import FastAPI
-from starlette._utils import get_route_path
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from server.edge.error_handlers import handle_serving_error
+from server.edge.route_path import route_path
+from server.edge.route_policy import FAST_LANE_PATHS
 from server.errors import ServingError
 
 Endpoint = Callable[[Request], Awaitable[Response]]
@@ -34,7 +35,7 @@ class EndpointDispatch:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive, send)
         try:
-            response = await self._endpoints[get_route_path(scope)](request)
+            response = await self._endpoints[route_path(scope)](request)
         except ServingError as error:
             response = await handle_serving_error(request, error)
         await response(scope, receive, send)
@@ -49,7 +50,10 @@ class ServingApp(FastAPI):
     def install_fast_lane(
         self, lane: Callable[[ASGIApp], ASGIApp], endpoints: Mapping[str, Endpoint]
     ) -> None:
-        """Serve `endpoints` (path -> endpoint) through `lane` wrapped around a direct dispatch."""
+        """Serve `endpoints` (path -> endpoint) through `lane` wrapped around a direct dispatch:
+        exactly the paths the route policy sends down the fast lane."""
+        if set(endpoints) != FAST_LANE_PATHS:
+            raise ValueError(f"the fast lane serves {sorted(FAST_LANE_PATHS)}, not {sorted(endpoints)}")
         self.fast_lane = lane(EndpointDispatch(endpoints))
         self.fast_paths = frozenset(endpoints)
 
@@ -58,7 +62,7 @@ class ServingApp(FastAPI):
             self.fast_lane is not None
             and scope["type"] == "http"
             and scope["method"] == "POST"
-            and get_route_path(scope) in self.fast_paths
+            and route_path(scope) in self.fast_paths
         ):
             scope["app"] = self
             await self.fast_lane(scope, receive, send)

@@ -9,11 +9,12 @@ import logging
 import time
 
 import orjson
-from starlette._utils import get_route_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from server.edge.error_handlers import ERROR_CODE_STATE
 from server.edge.request_context import REQUEST_ID_HEADER, accept_or_generate, current_request_id
+from server.edge.route_path import route_path
+from server.edge.route_policy import is_traffic
 from server.errors import InternalError
 from server.observe import metrics
 
@@ -81,14 +82,13 @@ class PredictionTrafficMiddleware:
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self._endpoints = frozenset(metrics.PREDICTION_ENDPOINTS)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        path = get_route_path(scope)
-        if path not in self._endpoints:
+        path = route_path(scope)
+        if not is_traffic(path):
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()

@@ -12,12 +12,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from mlflow.exceptions import MlflowException
-from mlflow.utils.proto_json_utils import _get_jsonable_obj
 from starlette.concurrency import run_in_threadpool
 
 from model_wrapper import Prediction
 from server.codecs.limits import too_many_rows
 from server.codecs.mlflow_protocol import InvocationCodec, PendingRequest, from_mlflow, scrubbed
+from server.codecs.mlflow_scoring import jsonable
 from server.codecs.redaction import ClientText
 from server.errors import ServingError
 from server.inference.batching import AdaptiveBatcher
@@ -103,5 +103,5 @@ def _generic_rows(model: LoadedModel, features: np.ndarray) -> list[Any]:
         raise scrubbed(from_mlflow(error), client, frozenset(frame.columns)) from None
     except Exception as error:  # noqa: BLE001 - a third-party model's failure, answered as such
         raise ModelFailed(f"the model failed on this input: {type(error).__name__}") from None
-    rows = _get_jsonable_obj(output, pandas_orient="records")
+    rows = jsonable(output)
     return rows if isinstance(rows, list) else [rows]

@@ -27,7 +27,7 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-PREDICTION_ENDPOINTS = ("/predict", "/batch-predict", "/invocations")
+from server.edge.route_policy import TRAFFIC_PATHS
 
 # 100 µs … 10 s: a single-row fast path answers in well under a millisecond.
 LATENCY_BUCKETS = (
@@ -114,8 +114,8 @@ class UptimeCollector(Collector):
 
 
 # Label lookups take a lock and build tuples: resolve the fixed label sets once, on the hot path.
-_REQUESTS_BY_ENDPOINT = {endpoint: REQUESTS.labels(endpoint) for endpoint in PREDICTION_ENDPOINTS}
-_LATENCY_BY_ENDPOINT = {endpoint: LATENCY.labels(endpoint) for endpoint in PREDICTION_ENDPOINTS}
+_REQUESTS_BY_ENDPOINT = {endpoint: REQUESTS.labels(endpoint) for endpoint in TRAFFIC_PATHS}
+_LATENCY_BY_ENDPOINT = {endpoint: LATENCY.labels(endpoint) for endpoint in TRAFFIC_PATHS}
 _REQUEST_ROWS = BATCH_SIZE.labels("request")
 _MODEL_CALL_ROWS = BATCH_SIZE.labels("model_call")
 

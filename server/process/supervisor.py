@@ -13,8 +13,8 @@ import os
 import socket
 
 from prometheus_client import multiprocess
-from uvicorn import Config
-from uvicorn.supervisors import Multiprocess
+
+from server.process.uvicorn_adapter import Config, Multiprocess, worker_pids
 
 
 class WorkerSupervisor(Multiprocess):
@@ -27,7 +27,7 @@ class WorkerSupervisor(Multiprocess):
     def keep_subprocess_alive(self) -> None:
         # Runs every half second, after signals (SIGHUP restarts, SIGTTOU retires) were handled.
         super().keep_subprocess_alive()
-        current = {process.pid for process in self.processes if process.pid is not None}
+        current = worker_pids(self)
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             for pid in self._known - current:
                 multiprocess.mark_process_dead(pid)

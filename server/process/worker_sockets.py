@@ -21,7 +21,7 @@ import socket
 import sys
 from typing import Any
 
-from uvicorn.config import STARTUP_FAILURE
+from server.process.uvicorn_adapter import STARTUP_FAILURE
 
 AVAILABLE = sys.platform == "linux" and hasattr(socket, "SO_REUSEPORT")
 

@@ -7,13 +7,13 @@ from io import StringIO
 import numpy as np
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from mlflow.pyfunc.scoring_server import predictions_to_json
 from starlette.concurrency import run_in_threadpool
 
 from model_wrapper import Prediction
 from server.codecs.body import read_body, require_identity_encoding
 from server.codecs.limits import INLINE_READ_MAX_BYTES
 from server.codecs.mlflow_protocol import FastRequest, media_type_of
+from server.codecs.mlflow_scoring import write_predictions
 from server.codecs.per_model import invocation_codec, prediction_encoder
 from server.inference.predictor import check_row_count
 from server.live.loaded_model import LoadedModel
@@ -34,7 +34,7 @@ def mlflow_answer(model: LoadedModel, runtime: ClassifierRuntime, prediction: Pr
     if runtime.answers_records and np.isfinite(prediction.probabilities).all():
         return prediction_encoder(model).mlflow(prediction)
     out = StringIO()
-    predictions_to_json(runtime.mlflow_output(prediction), out)
+    write_predictions(runtime.mlflow_output(prediction), out)
     return out.getvalue().encode()
 
 

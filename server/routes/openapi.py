@@ -16,9 +16,8 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from server.codecs.records import FEATURE_LIMIT
-from server.edge.access import required_scope
+from server.edge.route_policy import is_traffic, required_scope
 from server.live.loaded_model import LoadedModel
-from server.observe.metrics import PREDICTION_ENDPOINTS
 from server.routes.schemas import ErrorBody
 from server.settings import ServerSettings
 
@@ -166,7 +165,7 @@ def _document_headers(document: dict[str, Any], model: LoadedModel | None, setti
             for status, response in operation.get("responses", {}).items():
                 headers = response.setdefault("headers", {})
                 headers.update(RESPONSE_HEADERS)
-                if path in PREDICTION_ENDPOINTS and status == "200" and version:
+                if is_traffic(path) and status == "200" and version:
                     headers.update(MODEL_VERSION_HEADER)
             if settings.auth_enabled and scope is not None:
                 operation["security"] = [{"ApiKey": []}, {"Bearer": []}]
