@@ -14,7 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from server.edge.error_handlers import ERROR_CODE_STATE
 from server.edge.request_context import REQUEST_ID_HEADER, accept_or_generate, current_request_id
 from server.edge.route_path import route_path
-from server.edge.route_policy import is_traffic
+from server.edge.route_policy import TRAFFIC_PATHS, is_traffic
 from server.errors import InternalError
 from server.observe import metrics
 
@@ -29,6 +29,7 @@ class RequestContextMiddleware:
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        metrics.bind_endpoints(TRAFFIC_PATHS)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -82,6 +83,7 @@ class PredictionTrafficMiddleware:
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        metrics.bind_endpoints(TRAFFIC_PATHS)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

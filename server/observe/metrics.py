@@ -27,8 +27,6 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from server.edge.route_policy import TRAFFIC_PATHS
-
 # 100 µs … 10 s: a single-row fast path answers in well under a millisecond.
 LATENCY_BUCKETS = (
     0.0001,
@@ -113,11 +111,19 @@ class UptimeCollector(Collector):
         )
 
 
-# Label lookups take a lock and build tuples: resolve the fixed label sets once, on the hot path.
-_REQUESTS_BY_ENDPOINT = {endpoint: REQUESTS.labels(endpoint) for endpoint in TRAFFIC_PATHS}
-_LATENCY_BY_ENDPOINT = {endpoint: LATENCY.labels(endpoint) for endpoint in TRAFFIC_PATHS}
+# Label lookups take a lock and build tuples: resolve the fixed label sets once, off the hot path.
+_REQUESTS_BY_ENDPOINT: dict[str, Counter] = {}
+_LATENCY_BY_ENDPOINT: dict[str, Histogram] = {}
 _REQUEST_ROWS = BATCH_SIZE.labels("request")
 _MODEL_CALL_ROWS = BATCH_SIZE.labels("model_call")
+
+
+def bind_endpoints(endpoints: Iterable[str]) -> None:
+    """Make the request series of each traffic endpoint (at zero, so they are scraped before the
+    first request), and resolve their labels once."""
+    for endpoint in endpoints:
+        _REQUESTS_BY_ENDPOINT[endpoint] = REQUESTS.labels(endpoint)
+        _LATENCY_BY_ENDPOINT[endpoint] = LATENCY.labels(endpoint)
 
 
 def record_request(endpoint: str, seconds: float, status: int, reason: str | None) -> None:
