@@ -14,9 +14,13 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from sklearn.base import BaseEstimator
 
-# Types beyond skops' defaults that our estimators contain. Tree-based models store their
-# fitted trees in this Cython class; it holds arrays only and executes nothing on load.
-TRUSTED_TYPES: frozenset[str] = frozenset({"sklearn.tree._tree.Tree"})
+# Types beyond skops' defaults that scikit-learn's classifiers contain: the fitted trees of tree
+# models and forests, and of histogram gradient boosting. Both hold arrays only and execute
+# nothing on load. The server loads `mlflow.sklearn` skops files with this list too
+# (`server.live.mlflow_models`).
+TRUSTED_TYPES: frozenset[str] = frozenset(
+    {"sklearn.tree._tree.Tree", "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"}
+)
 
 
 class UntrustedArtifactError(ValueError):

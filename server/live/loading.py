@@ -24,6 +24,7 @@ from mlflow import MlflowClient
 from model_wrapper import FEATURE_NAMES, save_classifier
 from model_wrapper.estimator_io import load_estimator
 from server.live.loaded_model import LoadedModel, ModelSource, build_loaded_model
+from server.live.mlflow_models import load_pyfunc
 from server.live.model_requirements import unmet_requirements
 
 logger = logging.getLogger(__name__)
@@ -121,7 +122,7 @@ class ModelLoader:
             )
             # MLflow's requirement check scans every installed distribution (0.7 s); ours reads
             # the model's own list (server.live.model_requirements).
-            pyfunc = mlflow.pyfunc.load_model(path, suppress_warnings=True)
+            pyfunc = load_pyfunc(path)
             python_version = pyfunc.metadata.flavors.get("python_function", {}).get("python_version")
             for problem in unmet_requirements(Path(path), python_version):
                 logger.warning("model %s: %s", source.uri, problem)

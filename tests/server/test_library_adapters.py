@@ -71,3 +71,22 @@ def test_uvicorns_supervisor_hands_its_sockets_to_each_worker_and_lists_them() -
             signal.signal(sig, handler)
     assert supervisor.processes == []
     assert uvicorn_adapter.worker_pids(supervisor) == set()
+
+
+def test_mlflow_builds_a_pyfunc_model_from_metadata_and_an_implementation(tmp_path) -> None:
+    """`server.live.mlflow_models` builds the `PyFuncModel` of an skops-stored scikit-learn model
+    itself, as `mlflow.pyfunc.load_model` builds every other."""
+    from mlflow.pyfunc import PyFuncModel
+
+    parameters = list(inspect.signature(PyFuncModel.__init__).parameters)
+    assert parameters[:4] == ["self", "model_meta", "model_impl", "predict_fn"]
+    assert "model_id" in parameters
+
+    class Doubles:
+        def predict(self, data, params=None):
+            return data * 2
+
+    model = PyFuncModel(model_meta=Model(), model_impl=Doubles(), predict_fn="predict", model_id=None)
+    model.input_example = pd.DataFrame({"a": [1.0]})
+    assert model.predict(pd.DataFrame({"a": [1.0]}))["a"].tolist() == [2.0]
+    assert model.input_example is not None

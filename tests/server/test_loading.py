@@ -2,19 +2,29 @@
 
 from __future__ import annotations
 
+import operator
 from pathlib import Path
 
 import joblib
+import mlflow
 import numpy as np
+import pandas as pd
 import pytest
 import skops.io as sio
 from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import FunctionTransformer
 
+from model_wrapper.estimator_io import TRUSTED_TYPES, UntrustedArtifactError
 from registry_scripts.dataset import load_frame
 from registry_scripts.estimators import build_estimator
 from registry_scripts.tracking_server import TrackingServer
 from server.live.loaded_model import LoadedModel
 from server.live.loading import ModelLoader, ModelLoadError, load_with_retry
+from server.live.mlflow_models import load_pyfunc
 
 
 def test_alias_resolves_to_a_pinned_version(tracking_server: TrackingServer, champion_version: str) -> None:
@@ -149,3 +159,46 @@ def test_serving_a_local_file_never_touches_a_registry(
     loader.load_local_estimator(path)
     assert "client" not in vars(loader)
     assert not (tmp_path / "mlflow.db").exists()
+
+
+def _sklearn_model_dir(tmp_path: Path, estimator, **options) -> str:
+    features, target, _ = load_frame()
+    estimator.fit(features, target)
+    path = str(tmp_path / "model")
+    mlflow.sklearn.save_model(estimator, path, input_example=features.head(3), **options)
+    return path
+
+
+def test_an_skops_sklearn_model_loads_with_the_servers_allowlist_while_unpickling_is_off(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """MLflow refuses every `mlflow.sklearn` model while MLFLOW_ALLOW_PICKLE_DESERIALIZATION is
+    false (ALLOW_PICKLED_MODELS=false sets it so); the server loads an skops one itself."""
+    path = _sklearn_model_dir(
+        tmp_path,
+        RandomForestClassifier(n_estimators=5, random_state=0),
+        skops_trusted_types=list(TRUSTED_TYPES),
+    )
+    monkeypatch.setenv("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "false")
+    with pytest.raises(MlflowException, match="MLFLOW_ALLOW_PICKLE_DESERIALIZATION"):
+        mlflow.pyfunc.load_model(path)
+    pyfunc = load_pyfunc(path)
+    features = load_frame()[0]
+    assert (
+        pyfunc.predict(features.head(5)).tolist() == pyfunc.get_raw_model().predict(features.head(5)).tolist()
+    )
+    assert isinstance(pyfunc.input_example, pd.DataFrame)
+
+
+def test_an_skops_sklearn_model_whose_own_list_trusts_a_callable_is_refused(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """The model's MLmodel file may list any type as trusted (MLflow would load it, with the flag
+    on); the server's allowlist does not take that list's word."""
+    estimator = Pipeline(
+        [("negate", FunctionTransformer(operator.neg)), ("lr", LogisticRegression(max_iter=5000))]
+    )
+    path = _sklearn_model_dir(tmp_path, estimator, skops_trusted_types=["_operator.neg"])
+    monkeypatch.setenv("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "false")
+    with pytest.raises(UntrustedArtifactError, match=r"_operator\.neg"):
+        load_pyfunc(path)
