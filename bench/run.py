@@ -1,10 +1,11 @@
 """`make bench`: this server against `mlflow models serve` on the same registered model, in one run.
 
 Starts a real MLflow tracking server, registers the default model (and a random forest, the
-batching showcase), starts `mlflow models serve --env-manager local` and this server (one worker
-each) and a bare FastAPI route as the /predict yardstick, drives each with wrk (one thread,
-BENCH_CONNECTIONS connections, BENCH_SECONDS per run after a warm-up), and prints one table of
-requests/s, rows/s, p50, p99 and errors, then the targets of issue 4 as ratios.
+batching showcase, and one model of each runtime: scikit-learn, XGBoost, LightGBM), starts
+`mlflow models serve --env-manager local` and this server (one worker each) and a bare FastAPI
+route as the /predict yardstick, drives each with wrk (one thread, BENCH_CONNECTIONS connections,
+BENCH_SECONDS per run after a warm-up), and prints one table of requests/s, rows/s, p50, p99 and
+errors, then the targets as ratios.
 
     make bench                       # or: python -m bench.run [--seconds 10] [--out bench/out]
 """
@@ -208,8 +209,8 @@ def run(seconds: float, connections: int, out: Path) -> Report:
     with TrackingServer(work / "mlflow") as tracking:
         env = {**os.environ, "MLFLOW_TRACKING_URI": tracking.url, "PYTHONWARNINGS": "ignore"}
         env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-        champion = _train(env, "logistic_regression", promote=True)
-        forest = _train(env, "random_forest", promote=False)
+        champion = _train(env, ("--model-type", "logistic_regression"), promote=True)
+        forest = _train(env, ("--model-type", "random_forest"), promote=False)
         champion_uri, forest_uri = f"models:/{MODEL}@champion", f"models:/{MODEL}/{forest}"
         print(
             f"registered {MODEL} v{champion} (logistic regression, @champion) and v{forest} (random forest)"
@@ -289,6 +290,18 @@ def run(seconds: float, connections: int, out: Path) -> Report:
                 "split_1",
                 1,
             )
+        print("every runtime against mlflow models serve on the same model:")
+        for flavour in FLAVOURS:
+            version = _train(env, flavour.train_args, promote=False)
+            uri = f"models:/{MODEL}/{version}"
+            with (
+                mlflow_scoring_process(env, uri, logs / f"mlflow-{flavour.slug}.log") as theirs,
+                api_process(env, logs / f"api-{flavour.slug}.log", MODEL_URI=uri, **flavour.settings) as ours,
+            ):
+                for name, server in (("mlflow models serve", theirs), ("registry-serve", ours)):
+                    url = f"{server.url}/invocations"
+                    bench.load(f"{flavour.name} invocations 1 row", name, url, "split_1", 1)
+                    bench.load(f"{flavour.name} invocations 100 rows", name, url, "split_100", 100)
     out.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     (out / f"results-{stamp}.json").write_text(json.dumps(_as_json(bench.report), indent=2))
@@ -299,8 +312,37 @@ def run(seconds: float, connections: int, out: Path) -> Report:
     return bench.report
 
 
-def _train(env: dict[str, str], model_type: str, *, promote: bool) -> str:
-    args = [sys.executable, "-m", "registry_scripts.train", "--model-type", model_type]
+@dataclass(frozen=True)
+class Flavour:
+    """One runtime's model, as `registry_scripts.train` logs it; `linear` sets its target."""
+
+    name: str
+    train_args: tuple[str, ...]
+    linear: bool
+    settings: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def slug(self) -> str:
+        return self.name.replace(" ", "-")
+
+
+# LGBMClassifier is stored by MLflow through its sklearn flavour, which it unpickles.
+PICKLED = {"ALLOW_PICKLED_MODELS": "true"}
+FLAVOURS = (
+    Flavour("sklearn logistic", ("--flavor", "sklearn", "--estimator", "logistic_regression"), linear=True),
+    Flavour("sklearn forest", ("--flavor", "sklearn", "--estimator", "random_forest"), linear=False),
+    Flavour("sklearn autolog pipeline", ("--flavor", "sklearn", "--autolog"), linear=True, settings=PICKLED),
+    Flavour("xgboost classifier", ("--flavor", "xgboost", "--estimator", "classifier"), linear=False),
+    Flavour("xgboost booster", ("--flavor", "xgboost", "--estimator", "booster"), linear=False),
+    Flavour("lightgbm classifier", ("--flavor", "lightgbm", "--estimator", "classifier"), linear=False,
+            settings=PICKLED),
+    Flavour("lightgbm booster", ("--flavor", "lightgbm", "--estimator", "booster"), linear=False),
+)  # fmt: skip
+
+
+def _train(env: dict[str, str], model: tuple[str, ...], *, promote: bool) -> str:
+    """Register a version with `registry_scripts.train` and these arguments; its number."""
+    args = [sys.executable, "-m", "registry_scripts.train", *model]
     if promote:
         args.append("--promote")
     return subprocess.run(args, env=env, capture_output=True, text=True, check=True).stdout.strip()
@@ -401,8 +443,45 @@ def targets(report: Report) -> list[Target]:
             "<= half",
             start_us <= start_them / 2,
         ),
+        *_flavour_targets(report),
         Target("errors in this server's runs", str(errors), "0", errors == 0),
     ]
+
+
+def _flavour_targets(report: Report) -> list[Target]:
+    """Issue 13's: single-row /invocations >= 30x mlflow's req/s for linear models and >= 10x for
+    tree ensembles, p99 <= 1/10 of its p99, 100-row >= 10x, for every runtime."""
+    theirs, ours = "mlflow models serve", "registry-serve"
+    found: list[Target] = []
+    for flavour in FLAVOURS:
+        one = f"{flavour.name} invocations 1 row"
+        hundred = f"{flavour.name} invocations 100 rows"
+        if not any(row.scenario == one for row in report.rows):
+            continue
+        one_them, one_us = report.find(one, theirs), report.find(one, ours)
+        hundred_them, hundred_us = report.find(hundred, theirs), report.find(hundred, ours)
+        goal = 30 if flavour.linear else 10
+        found += [
+            Target(
+                f"{one} req/s vs mlflow",
+                f"{one_us.rps / one_them.rps:.0f}x",
+                f">= {goal}x",
+                one_us.rps >= goal * one_them.rps,
+            ),
+            Target(
+                f"{one} p99 vs mlflow",
+                f"1/{one_them.p99_ms / one_us.p99_ms:.0f}",
+                "<= 1/10",
+                one_us.p99_ms * 10 <= one_them.p99_ms,
+            ),
+            Target(
+                f"{hundred} req/s vs mlflow",
+                f"{hundred_us.rps / hundred_them.rps:.0f}x",
+                ">= 10x",
+                hundred_us.rps >= 10 * hundred_them.rps,
+            ),
+        ]
+    return found
 
 
 def render(report: Report) -> str:

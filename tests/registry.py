@@ -1,7 +1,11 @@
-"""Registering versions in the test registry, in process: ours, a 29-feature one, a broken one.
+"""Registering versions in the test registry, in process: ours, a 29-feature one, a broken one, and
+one of each MLflow flavour `registry_scripts.train` offers (sklearn, xgboost, lightgbm).
 
-None of them is pickled but the one `register_pickled` makes, so the others load under the default
-ALLOW_PICKLED_MODELS=false."""
+None of ours is pickled but the one `register_pickled` makes, so the others load under the default
+ALLOW_PICKLED_MODELS=false. The MLflow flavours differ: MLflow 3.17 loads an `mlflow.sklearn` model
+(skops or autologging's cloudpickle) and a lightgbm `LGBMClassifier` (skops) only while
+`MLFLOW_ALLOW_PICKLE_DESERIALIZATION` is true; xgboost models and native lightgbm Boosters are
+stored in their library's own format and load either way."""
 
 from __future__ import annotations
 
@@ -13,14 +17,18 @@ import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
 from mlflow.models.signature import infer_signature
+from sklearn.datasets import make_classification
 
 from model_wrapper import contract, log_classifier
-from registry_scripts.dataset import load_frame
+from registry_scripts.dataset import Dataset, load_dataset, load_frame
 from registry_scripts.estimators import build_estimator
+from registry_scripts.flavors import FLAVORS
+from registry_scripts.train import register_version
 
 FEATURES, TARGET, CLASS_NAMES = load_frame()
 BROKEN_MODEL_CODE = Path(__file__).parent / "fixtures" / "broken_model.py"
 NARROW_MODEL_CODE = Path(__file__).parent / "fixtures" / "narrow_model.py"
+MULTICLASS_NAMES = ("class_a", "class_b", "class_c")
 
 
 def register_ours(name: str, model_type: str = "logistic_regression", seed: int = 0) -> str:
@@ -31,6 +39,40 @@ def register_ours(name: str, model_type: str = "logistic_regression", seed: int 
             estimator, class_names=CLASS_NAMES, input_example=FEATURES.head(3), registered_model_name=name
         )
     return str(info.registered_model_version)
+
+
+def register_flavor(
+    name: str, flavor: str, estimator: str | None = None, *, autolog: bool = False, seed: int = 0
+) -> str:
+    """A version exactly as `registry_scripts.train --flavor flavor [--estimator …] [--autolog]
+    --seed seed` logs it (the flavour's default estimator when none is named)."""
+    chosen = estimator or FLAVORS[flavor].default_estimator
+    return register_version(load_dataset(seed=seed), name, flavor, chosen, seed, autolog=autolog)
+
+
+def multiclass_dataset(seed: int = 0) -> Dataset:
+    """Three separable classes over the same 30 double feature columns, split like the real data."""
+    x, y = make_classification(
+        n_samples=300, n_features=contract.FEATURE_COUNT, n_informative=8, n_classes=3, random_state=seed
+    )
+    features = pd.DataFrame(x, columns=list(contract.FEATURE_NAMES))
+    target = pd.Series(y, name="target")
+    split = len(features) * 4 // 5
+    return Dataset(
+        features.iloc[:split],
+        features.iloc[split:],
+        target.iloc[:split],
+        target.iloc[split:],
+        MULTICLASS_NAMES,
+    )
+
+
+def register_multiclass_booster(name: str, flavor: str, seed: int = 0) -> str:
+    """A native three-class Booster (`multi:softprob` for xgboost, `multiclass` for lightgbm) that
+    answers one probability column per class, logged as `train --estimator booster` logs one."""
+    if flavor not in ("xgboost", "lightgbm"):
+        raise ValueError(f"no native booster in the {flavor} flavour")
+    return register_version(multiclass_dataset(seed), name, flavor, "booster", seed)
 
 
 def register_29_features(name: str) -> str:

@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
-from mlflow import MlflowClient
+import os
+import uuid
+from pathlib import Path
 
+import mlflow
+import pytest
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+from mlflow.models import Model
+
+from model_wrapper import contract
+from registry_scripts.flavors.common import INPUT_EXAMPLE_ROWS
 from tests.helpers import run_module, run_ok
+from tests.registry import MULTICLASS_NAMES, register_multiclass_booster
 
 METRICS = {"accuracy", "f1", "precision", "recall", "roc_auc"}
+PICKLE_SWITCH = "MLFLOW_ALLOW_PICKLE_DESERIALIZATION"
 
 
 def test_train_registers_a_version_carrying_the_five_metrics(
@@ -72,3 +84,161 @@ def test_unreachable_tracking_server_fails_with_one_line(model_env: dict[str, st
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1
     assert "127.0.0.1:9" in errors[0]
+
+
+# args, the MLflow flavour, its `model_class` (xgboost and lightgbm record one), the file the model
+# is stored in, and whether MLflow 3.17 loads it only while its pickle switch is on (every
+# `mlflow.sklearn` model, skops included, and an LGBMClassifier, which goes the same way).
+FLAVOR_CASES = [
+    pytest.param(["--flavor", "sklearn"], "sklearn", None, "model.skops", True, id="sklearn-lr"),
+    pytest.param(
+        ["--flavor", "sklearn", "--estimator", "random_forest"],
+        "sklearn",
+        None,
+        "model.skops",
+        True,
+        id="sklearn-rf",
+    ),
+    pytest.param(
+        ["--flavor", "sklearn", "--model-type", "gradient_boosting"],
+        "sklearn",
+        None,
+        "model.skops",
+        True,
+        id="sklearn-gb",
+    ),
+    # Autologging writes cloudpickle (its default), so this one really unpickles.
+    pytest.param(
+        ["--flavor", "sklearn", "--autolog"], "sklearn", None, "model.pkl", True, id="sklearn-autolog"
+    ),
+    pytest.param(
+        ["--flavor", "xgboost"], "xgboost", "xgboost.sklearn.XGBClassifier", "model.ubj", False, id="xgb-clf"
+    ),
+    pytest.param(
+        ["--flavor", "xgboost", "--estimator", "booster"],
+        "xgboost",
+        "xgboost.core.Booster",
+        "model.ubj",
+        False,
+        id="xgb-booster",
+    ),
+    pytest.param(
+        ["--flavor", "lightgbm"],
+        "lightgbm",
+        "lightgbm.sklearn.LGBMClassifier",
+        "model.skops",
+        True,
+        id="lgb-clf",
+    ),
+    pytest.param(
+        ["--flavor", "lightgbm", "--estimator", "booster"],
+        "lightgbm",
+        "lightgbm.basic.Booster",
+        "model.lgb",
+        False,
+        id="lgb-booster",
+    ),
+]
+
+
+def _stored_in(model: Model) -> str:
+    pyfunc = model.flavors["python_function"]
+    return pyfunc.get("model_path") or pyfunc["data"]
+
+
+@pytest.mark.parametrize(("args", "flavor", "model_class", "stored_in", "gated"), FLAVOR_CASES)
+def test_each_flavour_registers_a_version_that_takes_the_30_doubles_and_answers_its_example(
+    args: list[str],
+    flavor: str,
+    model_class: str | None,
+    stored_in: str,
+    gated: bool,
+    model_env: dict[str, str],
+    client_mlflow: MlflowClient,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    name = model_env["MODEL_NAME"]
+    version = run_ok("registry_scripts.train", *args, env=model_env)
+    assert version == "1"
+    uri = f"models:/{name}/{version}"
+
+    model = Model.load(uri)
+    assert set(model.flavors) == {"python_function", flavor}
+    assert model.flavors[flavor].get("model_class") == model_class
+    assert _stored_in(model) == stored_in
+    assert model.signature is not None
+    assert model.signature.inputs == contract.input_schema()
+    autologged = "--autolog" in args
+    assert model.metadata == (None if autologged else {"class_names": ["malignant", "benign"]})
+
+    run = client_mlflow.get_run(client_mlflow.get_model_version(name, version).run_id)
+    assert run.data.params["flavor"] == flavor
+    assert run.data.params["seed"] == "42"
+    assert all(0.9 < run.data.metrics[metric] <= 1.0 for metric in METRICS)
+
+    monkeypatch.setenv(PICKLE_SWITCH, "false")
+    if gated:
+        with pytest.raises(MlflowException, match=PICKLE_SWITCH):
+            mlflow.pyfunc.load_model(uri)
+        monkeypatch.setenv(PICKLE_SWITCH, "true")
+    loaded = mlflow.pyfunc.load_model(uri)
+    example = loaded.input_example
+    assert list(example.columns) == list(contract.FEATURE_NAMES)
+    assert len(example) == INPUT_EXAMPLE_ROWS
+    assert len(loaded.predict(example)) == INPUT_EXAMPLE_ROWS
+
+
+@pytest.mark.parametrize("flavor", ["xgboost", "lightgbm"])
+def test_multiclass_booster_helper_answers_a_probability_per_class(
+    flavor: str, client_mlflow: MlflowClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    name = f"multiclass-{uuid.uuid4().hex[:8]}"
+    version = register_multiclass_booster(name, flavor)
+    uri = f"models:/{name}/{version}"
+    model = Model.load(uri)
+    assert (
+        model.flavors[flavor]["model_class"]
+        == f"{flavor}.{'core' if flavor == 'xgboost' else 'basic'}.Booster"
+    )
+    assert model.signature is not None
+    assert model.signature.inputs == contract.input_schema()
+    assert model.metadata == {"class_names": list(MULTICLASS_NAMES)}
+    monkeypatch.setenv(PICKLE_SWITCH, "false")
+    loaded = mlflow.pyfunc.load_model(uri)
+    probabilities = loaded.predict(loaded.input_example)
+    assert probabilities.shape == (INPUT_EXAMPLE_ROWS, len(MULTICLASS_NAMES))
+    assert abs(probabilities.sum(axis=1) - 1).max() < 1e-5
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--flavor", "xgboost", "--model-type", "random_forest"],
+            "--model-type: not for the xgboost flavour",
+        ),
+        (["--flavor", "lightgbm", "--estimator", "random_forest"], "invalid choice: 'random_forest'"),
+        (["--estimator", "booster"], "invalid choice: 'booster'"),
+        (["--flavor", "xgboost", "--autolog"], "--autolog: not for the xgboost flavour"),
+        (["--estimator", "random_forest", "--model-type", "gradient_boosting"], "names another estimator"),
+    ],
+)
+def test_estimators_of_another_flavour_are_usage_errors(
+    args: list[str], message: str, model_env: dict[str, str]
+) -> None:
+    result = run_module("registry_scripts.train", *args, env=model_env)
+    assert result.returncode == 2
+    assert message in result.stderr
+
+
+@pytest.mark.parametrize("extra", ["xgboost", "lightgbm"])
+def test_a_missing_extra_is_named_on_one_line(extra: str, model_env: dict[str, str], tmp_path: Path) -> None:
+    # A module of that name that fails to import stands in for the extra not being installed.
+    (tmp_path / f"{extra}.py").write_text("raise ImportError('not installed here')\n")
+    path = [str(tmp_path), *filter(None, [model_env.get("PYTHONPATH")])]
+    env = {**model_env, "PYTHONPATH": os.pathsep.join(path)}
+    result = run_module("registry_scripts.train", "--flavor", extra, env=env)
+    assert result.returncode == 1
+    assert result.stdout == ""
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [f"error: {extra} is not installed: pip install 'registry-serve[{extra}]'"]
