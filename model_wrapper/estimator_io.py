@@ -27,8 +27,8 @@ class UntrustedArtifactError(ValueError):
     """An estimator file contains types outside the allowlist."""
 
 
-def _check_trusted(untrusted: list[str], where: str) -> None:
-    unknown = sorted(set(untrusted) - TRUSTED_TYPES)
+def _check_trusted(untrusted: list[str], where: str, also_trusted: frozenset[str] = frozenset()) -> None:
+    unknown = sorted(set(untrusted) - TRUSTED_TYPES - also_trusted)
     if unknown:
         raise UntrustedArtifactError(f"{where} contains types that are not trusted: {unknown}")
 
@@ -42,10 +42,11 @@ def save_estimator(estimator: BaseEstimator, path: Path) -> None:
     path.write_bytes(data)
 
 
-def load_estimator(path: str | Path) -> BaseEstimator:
-    """Read an estimator written by `save_estimator`, refusing unknown types."""
+def load_estimator(path: str | Path, also_trusted: frozenset[str] = frozenset()) -> BaseEstimator:
+    """Read an estimator written by `save_estimator` (or by MLflow with skops), refusing types
+    beyond skops' defaults, `TRUSTED_TYPES` and the caller's `also_trusted`."""
     import skops.io as sio
 
     untrusted = sio.get_untrusted_types(file=path)
-    _check_trusted(untrusted, str(path))
+    _check_trusted(untrusted, str(path), also_trusted)
     return sio.load(path, trusted=untrusted)

@@ -6,6 +6,7 @@ import operator
 from pathlib import Path
 
 import joblib
+import lightgbm
 import mlflow
 import numpy as np
 import pandas as pd
@@ -202,3 +203,17 @@ def test_an_skops_sklearn_model_whose_own_list_trusts_a_callable_is_refused(
     monkeypatch.setenv("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "false")
     with pytest.raises(UntrustedArtifactError, match=r"_operator\.neg"):
         load_pyfunc(path)
+
+
+def test_an_skops_lgbm_classifier_loads_with_the_servers_allowlist_while_unpickling_is_off(
+    tmp_path: Path, monkeypatch
+) -> None:
+    features, target, _ = load_frame()
+    model = lightgbm.LGBMClassifier(n_estimators=10, verbose=-1).fit(features, target)
+    path = str(tmp_path / "model")
+    mlflow.lightgbm.save_model(model, path, input_example=features.head(3))
+    monkeypatch.setenv("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "false")
+    with pytest.raises(MlflowException, match="MLFLOW_ALLOW_PICKLE_DESERIALIZATION"):
+        mlflow.pyfunc.load_model(path)
+    pyfunc = load_pyfunc(path)
+    assert pyfunc.predict(features.head(5)).tolist() == model.predict(features.head(5)).tolist()
