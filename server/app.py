@@ -45,10 +45,14 @@ def freeze_startup_objects() -> None:
 
 
 def load_initial_model(settings: ServerSettings, loader: ModelLoader) -> LoadedModel:
-    """The model to start with: MODEL_URI (retried for MODEL_LOAD_TIMEOUT), else MODEL_PATH."""
+    """The model to start with, warmed up: MODEL_URI (retried for MODEL_LOAD_TIMEOUT), else
+    MODEL_PATH."""
     if settings.model_uri:
-        return load_with_retry(lambda: loader.load_uri(settings.model_uri), settings.model_load_timeout)
-    return loader.load_local_estimator(settings.model_path, allow_pickle=settings.allow_pickled_models)
+        model = load_with_retry(lambda: loader.load_uri(settings.model_uri), settings.model_load_timeout)
+    else:
+        model = loader.load_local_estimator(settings.model_path, allow_pickle=settings.allow_pickled_models)
+    model.warm_up()
+    return model
 
 
 def create_app(settings: ServerSettings, *, store: ModelStore | None = None) -> FastAPI:

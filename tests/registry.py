@@ -125,3 +125,45 @@ def champion_model(client: MlflowClient, prefix: str) -> str:
     register_ours(name)
     client.set_registered_model_alias(name, "champion", "1")
     return name
+
+
+def register_mismatched(name: str, flavor: str) -> str:
+    """A version of `flavor` with the served signature whose model was fitted on 20 features only,
+    so it fails on its own input example: broken the way a mislabelled artifact is."""
+    narrow = FEATURES.iloc[:, :20]
+    target = TARGET.to_numpy()
+    example = FEATURES.head(3)
+    signature = mlflow.models.ModelSignature(inputs=contract.input_schema())
+    with mlflow.start_run():
+        if flavor == "sklearn":
+            from sklearn.ensemble import RandomForestClassifier
+
+            model = RandomForestClassifier(n_estimators=5, random_state=0).fit(narrow.to_numpy(), target)
+            info = mlflow.sklearn.log_model(
+                model,
+                name="model",
+                signature=signature,
+                input_example=example,
+                skops_trusted_types=["sklearn.tree._tree.Tree"],
+                registered_model_name=name,
+            )
+        elif flavor == "xgboost":
+            import xgboost
+
+            booster = xgboost.train(
+                {"objective": "binary:logistic"}, xgboost.DMatrix(narrow.to_numpy(), target), 5
+            )
+            info = mlflow.xgboost.log_model(
+                booster, name="model", signature=signature, input_example=example, registered_model_name=name
+            )
+        elif flavor == "lightgbm":
+            import lightgbm
+
+            data = lightgbm.Dataset(narrow.to_numpy(), target)
+            booster = lightgbm.train({"objective": "binary", "verbose": -1}, data, 5)
+            info = mlflow.lightgbm.log_model(
+                booster, name="model", signature=signature, input_example=example, registered_model_name=name
+            )
+        else:
+            raise ValueError(f"no mismatched model of the {flavor} flavour")
+    return str(info.registered_model_version)

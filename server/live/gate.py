@@ -30,6 +30,7 @@ def check_candidate(
     except Exception as error:
         first = str(error).strip().splitlines()[0][:300] if str(error).strip() else type(error).__name__
         raise GateRefused(f"it fails on its own input example: {first}") from error
+    candidate.warm_up()
 
 
 def _describe_change(

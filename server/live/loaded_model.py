@@ -60,6 +60,12 @@ class LoadedModel:
     def runtime_name(self) -> str:
         return GENERIC if self.runtime is None else self.runtime.name
 
+    def warm_up(self) -> None:
+        """Measure the runtime's call cost (which warms it up), before any request competes for
+        the CPU: once the model is known to answer (the gate, or the first load)."""
+        if self.runtime is not None:
+            _ = self.runtime.cost
+
     def signature(self) -> dict[str, Any] | None:
         signature = self.pyfunc.metadata.signature
         return None if signature is None else signature.to_dict()
@@ -74,12 +80,9 @@ def _example(pyfunc: PyFuncModel) -> pd.DataFrame | None:
 
 
 def build_loaded_model(source: ModelSource, pyfunc: PyFuncModel, local_dir: Path | None) -> LoadedModel:
-    """Inspect a freshly loaded pyfunc once, so serving never has to; time the runtime's calls
-    (this also warms it up) before any request competes for the CPU."""
+    """Inspect a freshly loaded pyfunc once, so serving never has to."""
     features = features_of(pyfunc)
     runtime = select_runtime(pyfunc, features)
-    if runtime is not None:
-        _ = runtime.cost  # measured here, before the model serves
     return LoadedModel(
         source=source,
         pyfunc=pyfunc,

@@ -58,7 +58,8 @@ class ClassifierRuntime(ABC):
 
     @cached_property
     def cost(self) -> CallCost:
-        """Measured on first use (which `build_loaded_model` makes before the model serves)."""
+        """Measured on first use: `LoadedModel.warm_up`, once the model is known to answer and
+        before it serves."""
         return calibrate(self.score, self.width)
 
     def predicted(self, index: np.ndarray, probabilities: np.ndarray) -> Prediction:

@@ -13,7 +13,14 @@ from registry_scripts.processes import api_process
 from registry_scripts.tracking_server import TrackingServer
 from tests.e2e.load import BackgroundLoad
 from tests.helpers import run_ok, wait_for
-from tests.registry import FEATURES, champion_model, register_29_features, register_ours
+from tests.registry import (
+    FEATURES,
+    champion_model,
+    register_29_features,
+    register_flavor,
+    register_mismatched,
+    register_ours,
+)
 from tests.server.metrics_text import sample, served_versions
 
 ROW = {k: float(v) for k, v in FEATURES.iloc[0].items()}
@@ -51,6 +58,55 @@ def test_promotions_under_load_lose_no_request(
     assert set(load.statuses) == {200}, load.statuses
     versions_seen = [v for _, v in load.versions]
     assert {"1", "2", "3"} <= set(versions_seen)
+
+
+def test_promotions_between_flavours_under_load_lose_no_request(
+    base_env: dict[str, str], model_name: str, client_mlflow: MlflowClient, tmp_path: Path
+) -> None:
+    """wrapper -> xgboost -> scikit-learn (skops, loaded with unpickling off) -> lightgbm booster."""
+    settings = {"MODEL_URI": f"models:/{model_name}@champion", "MODEL_POLL_SECONDS": "0.5"}
+    flavours = {"2": "xgboost", "3": "sklearn", "4": "lightgbm"}
+    assert register_flavor(model_name, "xgboost", "classifier") == "2"
+    assert register_flavor(model_name, "sklearn", "random_forest") == "3"
+    assert register_flavor(model_name, "lightgbm", "booster") == "4"
+    with api_process(base_env, tmp_path / "api.log", **settings) as api, BackgroundLoad(api.url, ROW) as load:
+        wait_for(lambda: load.total >= 20, 60, "load on version 1")
+        for version, runtime in flavours.items():
+            client_mlflow.set_registered_model_alias(model_name, "champion", version)
+            wait_for(lambda v=version: load.first_seen(v) is not None, 60, f"version {version} answering")
+            assert httpx.get(f"{api.url}/model/metadata").json()["runtime"] == runtime
+        promoted = load.total
+        wait_for(lambda: load.answered_after(promoted) >= 20, 60, "load after the last promotion")
+    assert load.errors == []
+    assert set(load.statuses) == {200}, load.statuses
+    assert {v for _, v in load.versions} == {"1", "2", "3", "4"}
+
+
+def test_broken_versions_of_every_flavour_are_refused_while_serving_goes_on(
+    base_env: dict[str, str], model_name: str, client_mlflow: MlflowClient, tmp_path: Path
+) -> None:
+    settings = {"MODEL_URI": f"models:/{model_name}@champion", "MODEL_POLL_SECONDS": "0.5"}
+    broken = {
+        register_mismatched(model_name, flavor): flavor for flavor in ("xgboost", "lightgbm", "sklearn")
+    }
+    with api_process(base_env, tmp_path / "api.log", **settings) as api, BackgroundLoad(api.url, ROW) as load:
+        for version in broken:
+            client_mlflow.set_registered_model_alias(model_name, "champion", version)
+            wait_for(
+                lambda v=version: (
+                    (httpx.get(f"{api.url}/model/metadata").json()["last_reload_error"] or {}).get("version")
+                    == v
+                ),
+                60,
+                f"refusal of version {version} ({broken[version]})",
+            )
+            error = httpx.get(f"{api.url}/model/metadata").json()["last_reload_error"]
+            assert error["reason"].startswith("it fails on its own input example"), error
+        refused = load.total
+        wait_for(lambda: load.answered_after(refused) >= 20, 60, "load after the refusals")
+    assert load.errors == []
+    assert set(load.statuses) == {200}
+    assert {v for _, v in load.versions} == {"1"}
 
 
 def test_a_29_feature_promotion_is_refused_while_serving_goes_on(
