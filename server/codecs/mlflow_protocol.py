@@ -2,7 +2,7 @@
 
 Two ways through:
 - the fast path: a JSON body in one of MLflow's four layouts whose values are all plain numbers,
-  for a model with the numpy entry point, goes straight to a float64 array (simdjson for
+  for a model a runtime scores (`server.runtimes`), goes straight to a float64 array (simdjson for
   `dataframe_split`, our compiled scanner for a list of records, msgspec for what those two
   leave, all in C);
 - everything else (CSV, Parquet, strings that MLflow would coerce, nulls, `index`, other models)
