@@ -16,8 +16,8 @@ through a batch-dependent path when it knows a row-independent one:
   server then never batches their requests together.
 
 A linear kernel is also written beside the estimator as a few plain arrays (`LinearKernel.save`),
-so a server can score with it without importing scikit-learn or deserializing the estimator:
-that import is about a second of a server's start. scikit-learn is imported here only to
+so a server can score with it without importing scikit-learn or deserializing the estimator,
+the slowest part of a server's start. scikit-learn is imported here only to
 compile a kernel from an estimator.
 """
 

@@ -37,9 +37,9 @@ DESCRIPTION = (
 
 
 def freeze_startup_objects() -> None:
-    """Move everything alive after start-up (MLflow, pandas, the model: ~200k objects) out of the
-    garbage collector's sight. A full collection over them takes ~100 ms, a pause that would
-    otherwise land on some unlucky request as its p99."""
+    """Move everything alive after start-up (MLflow, pandas, the model: hundreds of thousands of
+    objects) out of the garbage collector's sight. A full collection over them is a pause that
+    would otherwise land on some unlucky request as its p99."""
     gc.collect()
     gc.freeze()
 

@@ -32,7 +32,7 @@ MAX_PROBLEMS = 50
 MAX_DECODED_BYTES = 32 * 1024 * 1024
 
 # Pages (and column chunks) in one Parquet body: each page header is read in Python, so their
-# number bounds that work (~0.2 s at most). A 1,000-row file has one or two per column.
+# number bounds that work. A 1,000-row file has one or two per column.
 MAX_PARQUET_PAGES = 32 * MAX_COLUMNS
 
 # Bodies the fast readers decline are checked field by field in Python; above this size that

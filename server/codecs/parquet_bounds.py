@@ -1,7 +1,7 @@
 """Parquet bodies held to the limits before MLflow's parser (`pandas.read_parquet`) decodes them.
 
-A Parquet file is compressed and encoded: 43 KB of zstd and dictionary encoding held 20 million
-rows (1.2 s and 490 MB before the row limit could answer), 10 KB held one 300 MB string. So a
+A Parquet file is compressed and encoded: tens of kilobytes of zstd and dictionary encoding can
+hold tens of millions of rows, or one string of hundreds of megabytes. So a
 body is measured before it is decoded, from what pyarrow itself will read:
 
 1. the footer: rows, columns and column chunks (pyarrow decodes exactly the rows each row group

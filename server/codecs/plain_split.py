@@ -2,9 +2,9 @@
 
 A thousand-row split body holds 30,000 numbers. Decoded into Python (msgspec's
 `list[list[float]]`), each becomes a float object inside one of a thousand lists, and the lists
-are then copied into an array: ~1 ms, most of a thousand-row request's time. simdjson parses the
-body into its own tape, and `Array.as_buffer` copies the rows' numbers straight into a buffer of
-doubles: ~0.3 ms, no Python object per value.
+are then copied into an array: most of a thousand-row request's time. simdjson parses the body
+into its own tape, and `Array.as_buffer` copies the rows' numbers straight into a buffer of
+doubles, with no Python object per value.
 
 `PlainSplitReader` answers only what it can prove plain: `{"dataframe_split": {"columns": [...],
 "data": [[...], ...]}}` (plus `params`, which a model without a params schema ignores), no other
@@ -30,7 +30,7 @@ _NOT_PLAIN = (ValueError, TypeError, KeyError, IndexError, RuntimeError)
 
 
 # A split body names its layout within its first bytes (after `params`, if any): looking only
-# there spares every other body a scan of its whole length (130 µs for 1000 records). A split
+# there spares every other body a scan of its whole length. A split
 # whose key comes later (long `params` first) is left to the other readers.
 KEY_WINDOW_BYTES = 1024
 
@@ -42,8 +42,8 @@ REUSED_PARSER_MAX_BYTES = 1 << 20
 class PlainSplitReader:
     """Reads plain split bodies, one reused simdjson parser per thread.
 
-    A parser that has read a large body keeps its buffers, which saves ~0.5 ms on each
-    thousand-row body after the first. Its objects must not outlive the call that made them (the
+    A parser that has read a large body keeps its buffers, which saves allocating them again for
+    each thousand-row body after the first. Its objects must not outlive the call that made them (the
     parser refuses to parse again while they do), so none leaves `__call__`.
     """
 

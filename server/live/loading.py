@@ -120,7 +120,7 @@ class ModelLoader:
                 dst_path=str(local_dir),
                 tracking_uri=self._tracking_uri,
             )
-            # MLflow's requirement check scans every installed distribution (0.7 s); ours reads
+            # MLflow's requirement check scans every installed distribution; ours reads
             # the model's own list (server.live.model_requirements).
             pyfunc = load_pyfunc(path)
             python_version = pyfunc.metadata.flavors.get("python_function", {}).get("python_version")

@@ -2,7 +2,7 @@
 makes, limited to the packages the model names.
 
 MLflow's own check first maps every module of every installed distribution to its package,
-reading each distribution's file list: about 0.7 s of every start and every hot swap. A model's
+reading each distribution's file list, on every start and every hot swap. A model's
 `requirements.txt` names its packages already, so looking those few up gives the same verdict.
 Mismatches are warnings, as in MLflow: the gate's test prediction decides whether a version serves.
 
