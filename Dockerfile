@@ -22,10 +22,14 @@ COPY server ./server
 COPY registry_scripts ./registry_scripts
 
 FROM build-base AS build-api
-RUN pip install --no-compile -c constraints.txt .
+# Runtimes that need a library of their own (XGBoost, LightGBM) come as extras: name them to serve
+# such models, e.g. --build-arg SERVE_EXTRAS=xgboost,lightgbm. Without them the image stays lean.
+ARG SERVE_EXTRAS=""
+RUN pip install --no-compile -c constraints.txt ".${SERVE_EXTRAS:+[$SERVE_EXTRAS]}"
 
 FROM build-base AS build-full
-RUN pip install --no-compile -c constraints.txt ".[tracking]"
+# The trainer logs every flavour `registry_scripts.train --flavor` offers.
+RUN pip install --no-compile -c constraints.txt ".[tracking,xgboost,lightgbm]"
 
 FROM python:3.11.11-slim-bookworm AS runtime
 ENV PATH=/opt/venv/bin:$PATH \

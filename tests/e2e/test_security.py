@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import operator
 import re
 import secrets
 import subprocess
@@ -17,6 +18,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import jwt
@@ -31,6 +33,8 @@ from hypothesis import strategies as st
 from mlflow import MlflowClient
 from mlflow.models.signature import infer_signature
 from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import FunctionTransformer
 
 from registry_scripts.dataset import load_frame
 from registry_scripts.processes import ServerProcess, api_process
@@ -360,13 +364,10 @@ def test_a_pickled_version_promoted_later_is_refused_and_the_served_one_stays(
     assert not marker.exists()
 
 
-def test_an_mlflow_sklearn_model_loads_only_with_pickles_allowed(
-    base_env: dict[str, str], tmp_path: Path
-) -> None:
-    """MLflow 3.17 gates every `mlflow.sklearn` model behind its pickle switch, skops ones too (a
-    skops file names its own trusted types): refused by default, served once allowed."""
+def _register_sklearn(estimator: Any, **options: Any) -> str:
+    """An `mlflow.sklearn` version of `estimator` (fitted here), logged with `options`."""
     name = f"sklearn-{uuid.uuid4().hex[:8]}"
-    estimator = LogisticRegression(max_iter=5000).fit(FEATURES, load_frame()[1])
+    estimator.fit(FEATURES, load_frame()[1])
     with mlflow.start_run():
         mlflow.sklearn.log_model(
             estimator,
@@ -374,8 +375,45 @@ def test_an_mlflow_sklearn_model_loads_only_with_pickles_allowed(
             signature=infer_signature(FEATURES, estimator.predict(FEATURES)),
             input_example=FEATURES.head(3),
             registered_model_name=name,
+            **options,
         )
-    settings, keys = production_settings(MODEL_URI=f"models:/{name}/1", MODEL_LOAD_TIMEOUT="0")
+    return f"models:/{name}/1"
+
+
+def test_an_skops_mlflow_sklearn_model_serves_with_pickles_off(
+    base_env: dict[str, str], tmp_path: Path
+) -> None:
+    """MLflow refuses every `mlflow.sklearn` model with its pickle switch off; the server loads an
+    skops one with its own allowlist of types (docs/security.md)."""
+    estimator = LogisticRegression(max_iter=5000)
+    settings, keys = production_settings(MODEL_URI=_register_sklearn(estimator))
+    with api_process(base_env, tmp_path / "api.log", **settings) as server:
+        answer = httpx.post(f"{server.url}/predict", json=ROW, headers={"X-API-Key": keys["reader"]})
+    assert answer.status_code == 200
+    assert answer.json()["prediction"] == int(estimator.predict(FEATURES.head(1))[0])
+
+
+def test_an_skops_model_that_trusts_its_own_callable_is_refused(base_env: dict[str, str]) -> None:
+    """The model's MLmodel file lists `_operator.neg` as trusted (MLflow would take its word, with
+    its switch on); the server's allowlist does not."""
+    estimator = Pipeline(
+        [("negate", FunctionTransformer(operator.neg)), ("lr", LogisticRegression(max_iter=5000))]
+    )
+    uri = _register_sklearn(estimator, skops_trusted_types=["_operator.neg"])
+    settings, _ = production_settings(MODEL_URI=uri, MODEL_LOAD_TIMEOUT="0")
+    refused = _run_server({**base_env, **settings})
+    assert refused.returncode == 1
+    assert "contains types that are not trusted: ['_operator.neg']" in refused.stderr
+
+
+def test_a_pickled_mlflow_sklearn_model_loads_only_with_pickles_allowed(
+    base_env: dict[str, str], tmp_path: Path
+) -> None:
+    """As `mlflow.sklearn.autolog()` stores its models (cloudpickle): refused by default, served
+    once allowed."""
+    estimator = LogisticRegression(max_iter=5000)
+    uri = _register_sklearn(estimator, serialization_format="cloudpickle")
+    settings, keys = production_settings(MODEL_URI=uri, MODEL_LOAD_TIMEOUT="0")
     refused = _run_server({**base_env, **settings})
     assert refused.returncode == 1
     assert "Deserializing this model is disallowed" in refused.stderr
