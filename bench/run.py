@@ -326,7 +326,7 @@ class Flavour:
         return self.name.replace(" ", "-")
 
 
-# LGBMClassifier is stored by MLflow through its sklearn flavour, which it unpickles.
+# mlflow.sklearn.autolog() pickles its model (cloudpickle).
 PICKLED = {"ALLOW_PICKLED_MODELS": "true"}
 FLAVOURS = (
     Flavour("sklearn logistic", ("--flavor", "sklearn", "--estimator", "logistic_regression"), linear=True),
@@ -334,8 +334,7 @@ FLAVOURS = (
     Flavour("sklearn autolog pipeline", ("--flavor", "sklearn", "--autolog"), linear=True, settings=PICKLED),
     Flavour("xgboost classifier", ("--flavor", "xgboost", "--estimator", "classifier"), linear=False),
     Flavour("xgboost booster", ("--flavor", "xgboost", "--estimator", "booster"), linear=False),
-    Flavour("lightgbm classifier", ("--flavor", "lightgbm", "--estimator", "classifier"), linear=False,
-            settings=PICKLED),
+    Flavour("lightgbm classifier", ("--flavor", "lightgbm", "--estimator", "classifier"), linear=False),
     Flavour("lightgbm booster", ("--flavor", "lightgbm", "--estimator", "booster"), linear=False),
 )  # fmt: skip
 

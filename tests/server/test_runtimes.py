@@ -57,9 +57,14 @@ def _mlflow_json(output: Any) -> str:
 
 
 def _save(save: Callable[..., Any], model: Any, path: Path, **options: Any) -> mlflow.pyfunc.PyFuncModel:
+    """Save with the flavour's own `save_model`, load back with MLflow's own loader: the reference
+    answers come from MLflow's pyfunc (allowed to unpickle here, whatever an app built earlier in
+    this process set)."""
     signature = infer_signature(FEATURES.head(5))
     save(model, str(path), signature=signature, input_example=FEATURES.head(5), **options)
-    return mlflow.pyfunc.load_model(str(path))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "true")
+        return mlflow.pyfunc.load_model(str(path))
 
 
 def _sklearn(estimator: Any, target: np.ndarray = Y, **options: Any) -> Callable[[Path], Any]:
