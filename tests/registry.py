@@ -2,10 +2,11 @@
 one of each MLflow flavour `registry_scripts.train` offers (sklearn, xgboost, lightgbm).
 
 None of ours is pickled but the one `register_pickled` makes, so the others load under the default
-ALLOW_PICKLED_MODELS=false. The MLflow flavours differ: MLflow 3.17 loads an `mlflow.sklearn` model
-(skops or autologging's cloudpickle) and a lightgbm `LGBMClassifier` (skops) only while
-`MLFLOW_ALLOW_PICKLE_DESERIALIZATION` is true; xgboost models and native lightgbm Boosters are
-stored in their library's own format and load either way."""
+ALLOW_PICKLED_MODELS=false. The MLflow flavours differ: MLflow 3.17 itself loads an `mlflow.sklearn`
+model (skops or autologging's cloudpickle) and a lightgbm `LGBMClassifier` (skops) only while
+`MLFLOW_ALLOW_PICKLE_DESERIALIZATION` is true; the server loads the skops ones with its own
+allowlist either way (`server.live.mlflow_models`), autolog's pickles only when allowed. xgboost
+models and native lightgbm Boosters are stored in their library's own format and load either way."""
 
 from __future__ import annotations
 

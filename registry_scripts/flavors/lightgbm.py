@@ -1,8 +1,9 @@
 """`mlflow.lightgbm`: an `LGBMClassifier`, or a native `Booster` from `lightgbm.train`.
 
 A native Booster is stored in LightGBM's own text format, which MLflow loads without unpickling;
-an `LGBMClassifier` goes through MLflow's scikit-learn path (skops), so loading it needs
-`MLFLOW_ALLOW_PICKLE_DESERIALIZATION`. lightgbm is imported when this flavour is chosen.
+an `LGBMClassifier` goes through MLflow's scikit-learn path (skops), so MLflow's own loader needs
+`MLFLOW_ALLOW_PICKLE_DESERIALIZATION` for it (registry-serve loads it with an allowlist of its own).
+lightgbm is imported when this flavour is chosen.
 """
 
 from __future__ import annotations

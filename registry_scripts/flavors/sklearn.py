@@ -3,6 +3,8 @@
 MLflow 3 writes these with skops (or, under autologging, cloudpickle), and since 3.17 it loads any
 of them only while `MLFLOW_ALLOW_PICKLE_DESERIALIZATION` is true, skops included: a skops file
 lists its own trusted types, so the list is no safeguard against whoever wrote the file.
+registry-serve loads the skops ones with an allowlist of its own instead; autologging's pickles
+only with ALLOW_PICKLED_MODELS=true.
 """
 
 from __future__ import annotations
