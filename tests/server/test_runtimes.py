@@ -33,6 +33,9 @@ from registry_scripts.dataset import load_frame
 from server.runtimes.selection import select_runtime
 from server.runtimes.signature import features_of
 
+# The runtimes hand scikit-learn plain arrays where names do not matter (`server.runtimes.sklearn`).
+pytestmark = pytest.mark.filterwarnings("ignore:X does not have valid feature names:UserWarning")
+
 FEATURES, TARGET, CLASS_NAMES = load_frame()
 Y = TARGET.to_numpy()
 # Three classes for the multiclass models: the target split again by the first feature's median.
