@@ -50,6 +50,9 @@ class LinearKernel:
     weights: np.ndarray
     intercept: float
     row_invariant: bool = True
+    # scikit-learn's own pipeline refuses a scaled value that is not finite (a huge input over a
+    # small scale): set for a kernel standing in for that pipeline, so it refuses it too.
+    refuse_non_finite: bool = False
 
     def __call__(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         rows = np.array(features, dtype=np.float64, order="C", copy=True)
@@ -58,6 +61,8 @@ class LinearKernel:
                 rows -= mean
             if scale is not None:
                 rows /= scale
+        if self.refuse_non_finite and not np.isfinite(rows).all():
+            raise ValueError("Input X contains infinity or a value too large for dtype('float64').")
         decision = np.einsum("ij,j->i", rows, self.weights)
         decision += self.intercept
         probabilities = np.empty((len(rows), 2))

@@ -48,9 +48,15 @@ def load_initial_model(settings: ServerSettings, loader: ModelLoader) -> LoadedM
     """The model to start with, warmed up: MODEL_URI (retried for MODEL_LOAD_TIMEOUT), else
     MODEL_PATH."""
     if settings.model_uri:
-        model = load_with_retry(lambda: loader.load_uri(settings.model_uri), settings.model_load_timeout)
-    else:
-        model = loader.load_local_estimator(settings.model_path, allow_pickle=settings.allow_pickled_models)
+        return load_with_retry(
+            lambda: _warmed(loader.load_uri(settings.model_uri)), settings.model_load_timeout
+        )
+    return _warmed(
+        loader.load_local_estimator(settings.model_path, allow_pickle=settings.allow_pickled_models)
+    )
+
+
+def _warmed(model: LoadedModel) -> LoadedModel:
     model.warm_up()
     return model
 

@@ -40,9 +40,11 @@ class ServerSettings(BaseSettings):
     )
     allow_pickled_models: bool = Field(
         default=False,
-        description="Load models whose files are unpickled (cloudpickled pyfunc models, every "
-        "`mlflow.sklearn` model, a .joblib MODEL_PATH): unpickling runs code from the file. Off: "
-        "only models that unpickle nothing load, such as this project's own wrapper.",
+        description="Load models whose files are unpickled (cloudpickled pyfunc models, pickled "
+        "`mlflow.sklearn` models such as autolog's, a .joblib MODEL_PATH): unpickling runs code from "
+        "the file. Off: only models that unpickle nothing load: this project's own wrapper, XGBoost "
+        "and native LightGBM models, and skops-stored scikit-learn models and LGBMClassifiers, "
+        "loaded with the server's own allowlist of types.",
     )
     api_host: str = Field(
         default="127.0.0.1", description="Interface the API binds to (containers set 0.0.0.0)."

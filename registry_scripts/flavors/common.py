@@ -94,3 +94,20 @@ def pip_requirements(*modules: str) -> list[str]:
     Naming them spares MLflow's requirement inference, which loads the model again in a
     subprocess and takes seconds."""
     return [f"mlflow=={mlflow.__version__}", *(_pinned(m) for m in ("numpy", "pandas", *modules))]
+
+
+def log_flavour_model(flavour: str, model: Any, data: Dataset, output: Any, *requirements: str) -> str:
+    """Log `model` with `mlflow.<flavour>.log_model` as every flavour here logs it: the 30-double
+    signature, the input example, the class names, pinned requirements; the logged model's URI.
+    The flavour's own module (`xgboost`, `lightgbm`) must be installed: its extra, else one line."""
+    require(flavour, flavour)
+    log_model = importlib.import_module(f"mlflow.{flavour}").log_model
+    info = log_model(
+        model,
+        name="model",
+        signature=signature(data, output),
+        input_example=input_example(data),
+        metadata=class_metadata(data),
+        pip_requirements=pip_requirements(flavour, *requirements),
+    )
+    return info.model_uri

@@ -10,34 +10,17 @@ from typing import Any
 
 from registry_scripts.dataset import Dataset
 from registry_scripts.flavors.common import (
-    class_metadata,
     features,
     input_example,
+    log_flavour_model,
     log_held_out_metrics,
-    pip_requirements,
     require,
-    signature,
     two_columns,
 )
 
 # Small enough that a test trains one in well under a second.
 TREES = 100
 MAX_DEPTH = 4
-
-
-def _log(model: Any, data: Dataset, output: Any) -> str:
-    require("xgboost", "xgboost")
-    import mlflow.xgboost
-
-    info = mlflow.xgboost.log_model(
-        model,
-        name="model",
-        signature=signature(data, output),
-        input_example=input_example(data),
-        metadata=class_metadata(data),
-        pip_requirements=pip_requirements("xgboost", "sklearn"),
-    )
-    return info.model_uri
 
 
 def log_classifier(data: Dataset, seed: int) -> str:
@@ -47,7 +30,7 @@ def log_classifier(data: Dataset, seed: int) -> str:
     model.fit(features(data.x_train), data.y_train)
     held_out = features(data.x_test)
     log_held_out_metrics(data, model.predict(held_out), model.predict_proba(held_out))
-    return _log(model, data, model.predict(input_example(data)))
+    return log_flavour_model("xgboost", model, data, model.predict(input_example(data)), "sklearn")
 
 
 def log_booster(data: Dataset, seed: int) -> str:
@@ -65,7 +48,9 @@ def log_booster(data: Dataset, seed: int) -> str:
     scores = booster.predict(xgb.DMatrix(features(data.x_test)))
     probabilities = two_columns(scores) if classes == 2 else scores
     log_held_out_metrics(data, probabilities.argmax(axis=1), probabilities)
-    return _log(booster, data, booster.predict(xgb.DMatrix(input_example(data))))
+    return log_flavour_model(
+        "xgboost", booster, data, booster.predict(xgb.DMatrix(input_example(data))), "sklearn"
+    )
 
 
 def log_xgboost(data: Dataset, estimator_name: str, seed: int) -> str:

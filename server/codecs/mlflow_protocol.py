@@ -277,16 +277,21 @@ class InvocationCodec:
         except MlflowException as error:
             raise self._scrubbed(from_mlflow(error), request.sent) from None
         except Exception:  # noqa: BLE001 - MLflow answers any model failure with this 400
-            raise ProtocolError(
-                "Encountered an unexpected error while evaluating the model. Verify that the serialized "
-                "input Dataframe is compatible with the model for inference."
-            ) from None
+            raise model_failed() from None
         out = StringIO()
         write_predictions(raw, out)
         return out.getvalue().encode()
 
     def _scrubbed(self, error: ProtocolError, sent: _Sent) -> ProtocolError:
         return scrubbed(error, sent.text(), self.allowed_names)
+
+
+def model_failed() -> ProtocolError:
+    """MLflow's answer when the model raises on a parsed request."""
+    return ProtocolError(
+        "Encountered an unexpected error while evaluating the model. Verify that the serialized "
+        "input Dataframe is compatible with the model for inference."
+    )
 
 
 def scrubbed(error: ProtocolError, client: ClientText, allowed: frozenset[str]) -> ProtocolError:

@@ -102,7 +102,14 @@ class AdaptiveBatcher:
             try:
                 prediction = _call(batch[0].model, _stack(batch))
             except Exception as error:  # noqa: BLE001 - the waiters get the model's failure
-                _fail(batch, error)
+                if len(batch) == 1:
+                    _fail(batch, error)
+                    continue
+                for pending in batch:  # one request's rows broke the merged call: each on its own
+                    try:
+                        _deliver([pending], _call(pending.model, pending.features))
+                    except Exception as own:  # noqa: BLE001
+                        _fail([pending], own)
                 continue
             _deliver(batch, prediction)
 
@@ -116,7 +123,16 @@ class AdaptiveBatcher:
                 try:
                     prediction = await loop.run_in_executor(self._executor, _call, model, _stack(batch))
                 except Exception as error:  # noqa: BLE001 - the waiters get the model's failure
-                    _fail(batch, error)
+                    if len(batch) == 1:
+                        _fail(batch, error)
+                        continue
+                    for pending in batch:  # one request's rows broke the merged call: each alone
+                        try:
+                            alone = await loop.run_in_executor(self._executor, _call, model, pending.features)
+                        except Exception as own:  # noqa: BLE001
+                            _fail([pending], own)
+                        else:
+                            _deliver([pending], alone)
                     continue
                 _deliver(batch, prediction)
         finally:

@@ -50,8 +50,13 @@ class Inference:
         return rows
 
     async def score(self, runtime: ClassifierRuntime, features: np.ndarray) -> Prediction:
-        """Rows in signature order, scored by `runtime` (micro-batched where it allows)."""
-        prediction = await self._batcher.predict(runtime, features)
+        """Rows in signature order, scored by `runtime` (micro-batched where it allows). A model that
+        raises on rows that passed validation (a scaler overflowing on 1e308, say) is the client's
+        input meeting the model's limits: `ModelFailed`, a 400, as on the generic path."""
+        try:
+            prediction = await self._batcher.predict(runtime, features)
+        except Exception as error:  # noqa: BLE001 - a third-party model's failure, answered as such
+            raise ModelFailed(f"the model failed on this input: {type(error).__name__}") from None
         metrics.record_predictions(prediction.labels)
         return prediction
 

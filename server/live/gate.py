@@ -27,10 +27,10 @@ def check_candidate(
         raise GateRefused("the version logged no input example to check it with")
     try:
         answers_example(candidate)
+        candidate.warm_up()
     except Exception as error:
         first = str(error).strip().splitlines()[0][:300] if str(error).strip() else type(error).__name__
         raise GateRefused(f"it fails on its own input example: {first}") from error
-    candidate.warm_up()
 
 
 def _describe_change(

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from mlflow.pyfunc import PyFuncModel
 
@@ -61,10 +62,16 @@ class LoadedModel:
         return GENERIC if self.runtime is None else self.runtime.name
 
     def warm_up(self) -> None:
-        """Measure the runtime's call cost (which warms it up), before any request competes for
-        the CPU: once the model is known to answer (the gate, or the first load)."""
-        if self.runtime is not None:
-            _ = self.runtime.cost
+        """Measure the runtime's call cost on a row of the input example (which warms it up),
+        before any request competes for the CPU."""
+        if self.runtime is None:
+            return
+        names = list(self.feature_names or ())
+        if self.example is not None and len(self.example):
+            sample = self.example.loc[:, names].to_numpy(dtype=np.float64)[:1]
+        else:
+            sample = np.zeros((1, len(names)))
+        self.runtime.measure_cost(sample)
 
     def signature(self) -> dict[str, Any] | None:
         signature = self.pyfunc.metadata.signature

@@ -100,7 +100,10 @@ def _skops_file(meta: Model) -> tuple[str, frozenset[str]] | None:
 
 
 def _skops_pyfunc(path: Path, meta: Model, file: str, also_trusted: frozenset[str]) -> PyFuncModel:
-    estimator = load_estimator(path / file, also_trusted)
+    stored = (path / file).resolve()
+    if not stored.is_relative_to(path.resolve()):
+        raise ValueError(f"the model's MLmodel file names a file outside the model's folder: {file!r}")
+    estimator = load_estimator(stored, also_trusted)
     pyfunc = PyFuncModel(
         model_meta=meta,
         model_impl=SkopsModel(estimator),

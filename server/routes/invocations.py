@@ -12,10 +12,10 @@ from starlette.concurrency import run_in_threadpool
 from model_wrapper import Prediction
 from server.codecs.body import read_body, require_identity_encoding
 from server.codecs.limits import INLINE_READ_MAX_BYTES
-from server.codecs.mlflow_protocol import FastRequest, media_type_of
+from server.codecs.mlflow_protocol import FastRequest, media_type_of, model_failed
 from server.codecs.mlflow_scoring import write_predictions
 from server.codecs.per_model import invocation_codec, prediction_encoder
-from server.inference.predictor import check_row_count
+from server.inference.predictor import ModelFailed, check_row_count
 from server.live.loaded_model import LoadedModel
 from server.routes.dependencies import services_of
 from server.routes.openapi import INVOCATIONS_REQUEST, PREDICTION_ERRORS, request_body
@@ -62,7 +62,10 @@ async def invocations(request: Request) -> Response:
     runtime = model.runtime
     if isinstance(decoded, FastRequest) and runtime is not None:  # the codec reads rows only for one
         check_row_count(len(decoded.features), max_rows)
-        prediction = await services.inference.score(runtime, decoded.features)
+        try:
+            prediction = await services.inference.score(runtime, decoded.features)
+        except ModelFailed:
+            raise model_failed() from None
         content = mlflow_answer(model, runtime, prediction)
     else:
         content = await services.inference.predict_mlflow(model, codec, decoded, max_rows)

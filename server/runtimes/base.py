@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from functools import cached_property
 from typing import Any, ClassVar
 
 import numpy as np
@@ -56,11 +55,19 @@ class ClassifierRuntime(ABC):
     def mlflow_output(self, prediction: Prediction) -> Any:
         """What this flavour's `PyFuncModel.predict` returns for the rows of `prediction`."""
 
-    @cached_property
+    _cost: CallCost | None = None
+
+    @property
     def cost(self) -> CallCost:
-        """Measured on first use: `LoadedModel.warm_up`, once the model is known to answer and
-        before it serves."""
-        return calibrate(self.score, self.width)
+        """Measured by `measure_cost` before the model serves (`LoadedModel.warm_up`); on zeros at
+        first use otherwise."""
+        if self._cost is None:
+            self._cost = calibrate(self.score, np.zeros((1, self.width)))
+        return self._cost
+
+    def measure_cost(self, sample: np.ndarray) -> None:
+        """Time calls on `sample` (a row the model answers); this also warms the model up."""
+        self._cost = calibrate(self.score, sample)
 
     def predicted(self, index: np.ndarray, probabilities: np.ndarray) -> Prediction:
         """A `Prediction` from each row's class position and the probabilities."""

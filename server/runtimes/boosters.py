@@ -22,6 +22,8 @@ class BoosterRuntime(ClassifierRuntime):
 
     `answers_probabilities`: MLflow's pyfunc returns the booster's probabilities as they come (a
     native booster); otherwise the class values (a scikit-learn estimator's `predict`).
+    `positive_only`: a binary objective, whose booster answers the positive class's probability
+    alone (a multiclass one answers a column per class, even for two classes).
     """
 
     def __init__(
@@ -32,11 +34,13 @@ class BoosterRuntime(ClassifierRuntime):
         metadata: dict[str, Any] | None,
         *,
         answers_probabilities: bool,
+        positive_only: bool,
         output_dtype: np.dtype[Any],
     ) -> None:
         super().__init__(classes, class_names_for(classes, metadata), len(features), row_invariant=True)
         self._predict = predict
         self._answers_probabilities = answers_probabilities
+        self._positive_only = positive_only
         self._output_dtype = output_dtype
 
     def score(self, features: np.ndarray) -> Prediction:
@@ -53,5 +57,5 @@ class BoosterRuntime(ClassifierRuntime):
         if not self._answers_probabilities:
             return prediction.classes
         probabilities = prediction.probabilities
-        raw = probabilities[:, 1] if len(self.classes) == 2 else probabilities
+        raw = probabilities[:, 1] if self._positive_only else probabilities
         return raw.astype(self._output_dtype)  # exact: the booster's own values, widened and back

@@ -28,12 +28,13 @@ class CallCost:
 
 
 def calibrate(
-    score: Callable[[np.ndarray], object], width: int, clock: Callable[[], float] = time.perf_counter
+    score: Callable[[np.ndarray], object], sample: np.ndarray, clock: Callable[[], float] = time.perf_counter
 ) -> CallCost:
-    """Time one row and `CALIBRATION_ROWS` rows (best of `REPEATS`, after a warm-up call)."""
+    """Time one row and `CALIBRATION_ROWS` rows of `sample` (a row the model answers: its input
+    example's), best of `REPEATS` after a warm-up call."""
 
     def best(rows: int) -> float:
-        features = np.zeros((rows, width))
+        features = np.repeat(sample[:1], rows, axis=0)
         score(features)
         timings = []
         for _ in range(REPEATS):

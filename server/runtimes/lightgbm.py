@@ -31,14 +31,19 @@ def load(pyfunc: PyFuncModel, features: Features) -> LightGBMRuntime | None:
 
     model = pyfunc.get_raw_model()
     if isinstance(model, lightgbm.LGBMClassifier):
-        booster, classes, answers_probabilities = model.booster_, np.asarray(model.classes_), False
+        booster, answers_probabilities = model.booster_, False
     elif isinstance(model, lightgbm.Booster):
         booster, answers_probabilities = model, True
-        classes = np.arange(max(2, booster.num_model_per_iteration()), dtype=np.int64)
     else:
         return None
-    if _objective(booster) not in _OBJECTIVES:
+    objective = _objective(booster)
+    if objective not in _OBJECTIVES:
         return None
+    positive_only = objective == "binary"
+    if answers_probabilities:
+        classes = np.arange(2 if positive_only else booster.num_model_per_iteration(), dtype=np.int64)
+    else:
+        classes = np.asarray(model.classes_)
 
     def predict(rows: np.ndarray) -> np.ndarray:
         # Up to the best iteration when training stopped early, as `predict` itself does.
@@ -50,6 +55,7 @@ def load(pyfunc: PyFuncModel, features: Features) -> LightGBMRuntime | None:
         features,
         pyfunc.metadata.metadata,
         answers_probabilities=answers_probabilities,
+        positive_only=positive_only,
         output_dtype=np.dtype(np.float64),
     )
 

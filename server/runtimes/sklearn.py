@@ -7,17 +7,21 @@ was logged with), so `/invocations` answers as `mlflow models serve` does:
   the most probable class of `predict_proba` (trees, forests, neighbours), where one call gives
   both; a binary logistic regression behind standard scalers scores through the wrapper's linear
   kernel (`model_wrapper.kernels`), whose class is `predict`'s;
-- a model logged with `pyfunc_predict_fn="predict_proba"` answers its probabilities, computed on
-  a frame exactly as MLflow hands it over;
+- a model logged with `pyfunc_predict_fn="predict_proba"` answers its probabilities on
+  `/invocations`, computed on a frame exactly as MLflow hands it over (`/predict` names the most
+  probable class);
 - rows go in as a plain array, unless a step of the pipeline selects columns by name (or is not
   scikit-learn's own), which gets a frame with the signature's column names, as MLflow gives it.
 
-Loading goes through MLflow (skops with MLflow's trusted types, or pickle where
-ALLOW_PICKLED_MODELS allows it: see docs/security.md).
+A model fitted on other columns than its signature's, or in another order, is left to MLflow's
+generic path, which answers what MLflow answers. Loading: skops files with the server's own
+allowlist while unpickling is off (`server.live.mlflow_models`), MLflow's loader otherwise
+(docs/security.md).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from functools import cache
 from typing import Any
@@ -63,9 +67,9 @@ class SklearnRuntime(ClassifierRuntime):
         self._answers_probabilities = predict_fn == "predict_proba"
         self._wants_frame = self._answers_probabilities or _needs_frame(estimator)
         kernel = compile_kernel(estimator)
-        self._linear = (
-            kernel if isinstance(kernel, LinearKernel) and not self._answers_probabilities else None
-        )
+        linear = isinstance(kernel, LinearKernel) and not self._answers_probabilities
+        # Standing in for scikit-learn's pipeline, the kernel refuses what the pipeline refuses.
+        self._linear = dataclasses.replace(kernel, refuse_non_finite=True) if linear else None
         if self._linear is not None:
             self.row_invariant = True
         self._argmax_decides = _final_step_name(estimator) in _ARGMAX_DECIDERS
@@ -95,9 +99,19 @@ def load(pyfunc: PyFuncModel, features: Features) -> SklearnRuntime | None:
     if predict_fn not in ("predict", "predict_proba") or not hasattr(estimator, "predict_proba"):
         return None
     classes = getattr(estimator, "classes_", None)
-    if classes is None or np.ndim(classes) != 1:  # not a (single-output) classifier
-        return None
+    if not isinstance(classes, np.ndarray) or classes.ndim != 1 or len(classes) < 2:
+        return None  # not a single-output classifier
+    if len(classes) > 2 and not bool(np.all(classes[:-1] < classes[1:])):
+        return None  # `predict`'s classes are found by position in a sorted `classes_`
+    fitted_names = getattr(estimator, "feature_names_in_", None)
+    if fitted_names is not None and tuple(fitted_names) != features.names:
+        return None  # fitted on other columns, or in another order: MLflow's path says what happens
     return SklearnRuntime(estimator, features, pyfunc.metadata.metadata, predict_fn)
+
+
+# Parameters that hold other estimators: a meta-estimator (a search, an ensemble of estimators,
+# calibration, a column transformer) whose inner steps this module does not follow.
+_INNER_ESTIMATORS = ("estimator", "estimators", "base_estimator", "transformers", "best_estimator_")
 
 
 def _steps(estimator: Any) -> list[Any]:
@@ -116,8 +130,9 @@ def _final_step_name(estimator: Any) -> str:
 
 
 def _needs_frame(estimator: Any) -> bool:
-    """Whether any step may use column names: one that selects by name, or code not from
-    scikit-learn, in an estimator fitted on a frame."""
+    """Whether a step may use column names, in an estimator fitted on a frame: one that selects by
+    name, code not from scikit-learn, or a meta-estimator (a search, an ensemble, calibration),
+    whose inner estimators may do either."""
     if not hasattr(estimator, "feature_names_in_"):
         return False
     for step in _steps(estimator):
@@ -125,6 +140,8 @@ def _needs_frame(estimator: Any) -> bool:
             continue
         kind = type(step)
         if kind.__name__ in _NAMED_COLUMN_STEPS or not kind.__module__.startswith("sklearn."):
+            return True
+        if any(hasattr(step, name) for name in _INNER_ESTIMATORS):
             return True
     return False
 

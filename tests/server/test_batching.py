@@ -55,7 +55,7 @@ class CountingModel(WrapperRuntime):
         super().__init__(SklearnClassifierModel.from_estimator(fitted, describe(estimator, NAMES)))
         self.calls: list[tuple[int, str]] = []
         self.fail_with: Exception | None = None
-        self.cost = cost  # given, not measured
+        self._cost = cost  # given, not measured
         self.started = threading.Event()
         self.release: threading.Event | None = None
 
@@ -66,6 +66,19 @@ class CountingModel(WrapperRuntime):
             assert self.release.wait(30), "the test never released the call"
         if self.fail_with is not None:
             raise self.fail_with
+        return super().score(features)
+
+
+POISON = 12345.0
+
+
+class PoisonedModel(CountingModel):
+    """Raises on any call that holds a row of POISON, as a model raises on rows it cannot score."""
+
+    def score(self, features: np.ndarray) -> Prediction:
+        if (features == POISON).all(axis=1).any():
+            self.calls.append((len(features), threading.current_thread().name))
+            raise ValueError("cannot score this row")
         return super().score(features)
 
 
@@ -157,8 +170,28 @@ def test_a_failing_call_fails_every_request_in_it(executor, clock) -> None:
         return await asyncio.gather(*(batcher.predict(model, p) for p in _parts(5)), return_exceptions=True)
 
     results = asyncio.run(run())
-    assert [rows for rows, _ in model.calls] == [1, 4]  # one alone, four merged: all five failed
+    # One alone, four merged, then each of the four alone: all five failed on their own rows.
+    assert [rows for rows, _ in model.calls] == [1, 4, 1, 1, 1, 1]
     assert all(isinstance(r, RuntimeError) and str(r) == "model broke" for r in results)
+
+
+@pytest.mark.parametrize("cost", [CHEAP, COSTLY], ids=["on the loop", "on the inference thread"])
+def test_one_requests_rows_that_break_a_merged_call_fail_that_request_alone(executor, clock, cost) -> None:
+    """A row the model cannot score (say, a scaler overflowing) fails its own request; the others
+    merged with it are answered."""
+    model = PoisonedModel(build_estimator("logistic_regression", 0), cost=cost)
+    batcher = _batcher(executor, clock)
+    parts = _parts(5)
+    parts[2] = np.full_like(parts[2], POISON)
+
+    async def run() -> list[object]:
+        return await asyncio.gather(*(batcher.predict(model, p) for p in parts), return_exceptions=True)
+
+    results = asyncio.run(run())
+    assert isinstance(results[2], ValueError)
+    for part, result in zip(parts[:2] + parts[3:], results[:2] + results[3:], strict=True):
+        assert isinstance(result, Prediction)
+        np.testing.assert_array_equal(result.probabilities, model.score(part).probabilities)
 
 
 def test_after_a_failure_the_next_requests_still_run(executor, clock) -> None:
@@ -279,7 +312,7 @@ class TimedModel(CountingModel):
 
 
 def test_calibration_measures_the_cost_line(clock) -> None:
-    cost = calibrate(TimedModel(clock).score, ROWS.shape[1], clock=clock)
+    cost = calibrate(TimedModel(clock).score, ROWS[:1], clock=clock)
     assert cost.per_call == pytest.approx(20e-6)
     assert cost.per_row == pytest.approx(1e-6)
 

@@ -25,6 +25,7 @@ from mlflow.pyfunc.scoring_server import predictions_to_json
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import GradientBoostingClassifier, RandomForestClassifier
 from sklearn.linear_model import LinearRegression, LogisticRegression
+from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import MinMaxScaler, StandardScaler
 from sklearn.svm import SVC
@@ -89,9 +90,33 @@ def _xgb_booster(objective: str, target: np.ndarray, **params: Any) -> Callable[
     return make
 
 
-def _xgb_classifier(target: np.ndarray) -> Callable[[Path], Any]:
+def _xgb_classifier(target: np.ndarray, **options: Any) -> Callable[[Path], Any]:
     def make(path: Path) -> mlflow.pyfunc.PyFuncModel:
-        model = xgboost.XGBClassifier(n_estimators=30, max_depth=3).fit(FEATURES, target)
+        model = xgboost.XGBClassifier(n_estimators=30, max_depth=3, **options).fit(FEATURES, target)
+        return _save(mlflow.xgboost.save_model, model, path)
+
+    return make
+
+
+def _xgb_stopped_early(classifier: bool) -> Callable[[Path], Any]:
+    """Trained with early stopping on a validation set: `best_iteration` is set. MLflow's call on a
+    native booster uses every tree; `XGBClassifier.predict` stops at the best iteration."""
+
+    def make(path: Path) -> mlflow.pyfunc.PyFuncModel:
+        train, valid = slice(0, 400), slice(400, None)
+        if classifier:
+            model = xgboost.XGBClassifier(n_estimators=60, max_depth=3, early_stopping_rounds=3)
+            model.fit(FEATURES[train], Y[train], eval_set=[(FEATURES[valid], Y[valid])], verbose=False)
+        else:
+            model = xgboost.train(
+                {"objective": "binary:logistic", "max_depth": 3},
+                xgboost.DMatrix(FEATURES[train], Y[train]),
+                60,
+                evals=[(xgboost.DMatrix(FEATURES[valid], Y[valid]), "valid")],
+                early_stopping_rounds=3,
+                verbose_eval=False,
+            )
+        assert model.best_iteration < 59
         return _save(mlflow.xgboost.save_model, model, path)
 
     return make
@@ -112,6 +137,13 @@ def _lgb_classifier(target: np.ndarray) -> Callable[[Path], Any]:
         return _save(mlflow.lightgbm.save_model, model, path)
 
     return make
+
+
+def _searched(path: Path) -> mlflow.pyfunc.PyFuncModel:
+    """A grid search over a pipeline that selects columns by name, pickled as autolog logs a search."""
+    pipeline = Pipeline([("columns", _by_name(FEATURES)), ("lr", LogisticRegression(max_iter=5000))])
+    search = GridSearchCV(pipeline, {"lr__C": [0.5, 1.0]}, cv=2).fit(FEATURES, Y)
+    return _save(mlflow.sklearn.save_model, search, path, serialization_format="cloudpickle")
 
 
 def _by_name(frame: pd.DataFrame) -> ColumnTransformer:
@@ -165,6 +197,20 @@ NATIVE: dict[str, tuple[Callable[[Path], Any], str, bool]] = {
         True,
     ),
     "xgboost classifier": (_xgb_classifier(Y), "xgboost", True),
+    "xgboost classifier stopped early": (_xgb_stopped_early(classifier=True), "xgboost", True),
+    "xgboost classifier with missing=0": (_xgb_classifier(Y, missing=0.0), "xgboost", True),
+    "xgboost booster stopped early": (_xgb_stopped_early(classifier=False), "xgboost", True),
+    "xgboost softprob booster of two classes": (
+        _xgb_booster("multi:softprob", Y, num_class=2),
+        "xgboost",
+        True,
+    ),
+    "lightgbm multiclass booster of two classes": (
+        _lgb_booster("multiclass", Y, num_class=2),
+        "lightgbm",
+        True,
+    ),
+    "sklearn grid search over named columns": (_searched, "sklearn", False),
     "xgboost classifier three classes": (_xgb_classifier(Y3), "xgboost", True),
     "xgboost binary booster": (_xgb_booster("binary:logistic", Y), "xgboost", True),
     "xgboost softprob booster": (_xgb_booster("multi:softprob", Y3, num_class=3), "xgboost", True),
@@ -182,6 +228,18 @@ GENERIC: dict[str, Callable[[Path], Any]] = {
     "xgboost softmax booster (class indices)": _xgb_booster("multi:softmax", Y3, num_class=3),
     "xgboost margin booster": _xgb_booster("binary:logitraw", Y),
     "lightgbm regression booster": _lgb_booster("regression", Y.astype(float)),
+    "sklearn fitted on the columns in another order": lambda path: _save(
+        mlflow.sklearn.save_model,
+        RandomForestClassifier(n_estimators=5, random_state=0).fit(FEATURES[FEATURES.columns[::-1]], Y),
+        path,
+        skops_trusted_types=TREES,
+    ),
+    "sklearn multi-output classifier": lambda path: _save(
+        mlflow.sklearn.save_model,
+        RandomForestClassifier(n_estimators=5, random_state=0).fit(FEATURES, np.column_stack([Y, Y3])),
+        path,
+        skops_trusted_types=TREES,
+    ),
 }
 
 
@@ -250,3 +308,17 @@ def test_without_metadata_class_names_are_the_class_values(tmp_path: Path) -> No
     runtime = select_runtime(pyfunc, features_of(pyfunc))
     assert runtime is not None
     assert runtime.class_names == ("0", "1")
+
+
+def test_a_value_a_scaler_overflows_is_refused_as_scikit_learn_refuses_it(tmp_path: Path) -> None:
+    """1e308 is a finite double, but scaled it is not: scikit-learn's pipeline raises, so MLflow
+    answers an error; the linear kernel standing in for the pipeline raises too."""
+    make = NATIVE["sklearn logistic pipeline"][0]
+    pyfunc = make(tmp_path / "m")
+    runtime = select_runtime(pyfunc, features_of(pyfunc))
+    assert runtime is not None
+    rows = np.full((1, 30), 1e308)
+    with pytest.raises(ValueError, match="infinity"):
+        pyfunc.predict(pd.DataFrame(rows, columns=FEATURES.columns))
+    with pytest.raises(ValueError, match="infinity"):
+        runtime.score(rows)
