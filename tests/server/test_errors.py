@@ -9,6 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from server.live.loaded_model import LoadedModel
+from server.routes import predictions
 from tests.server.conftest import record
 
 
@@ -55,10 +56,10 @@ def test_wrong_method_is_a_json_405(client: TestClient) -> None:
 def test_unexpected_failure_is_a_500_with_only_the_request_id(
     client: TestClient, dataset: pd.DataFrame, loaded_champion: LoadedModel, monkeypatch, caplog
 ) -> None:
-    def explode(features):
+    def explode(model):
         raise RuntimeError("secret internal detail")
 
-    monkeypatch.setattr(loaded_champion.runtime, "score", explode)
+    monkeypatch.setattr(predictions, "prediction_encoder", explode)  # a bug of ours, not the model's
     with caplog.at_level(logging.ERROR, logger="server.requests"):
         response = client.post("/predict", json=record(dataset), headers={"X-Request-ID": "boom-1"})
     assert response.status_code == 500
@@ -70,3 +71,29 @@ def test_unexpected_failure_is_a_500_with_only_the_request_id(
     assert "secret internal detail" not in response.text
     assert "unhandled error on POST '/predict'" in caplog.text
     assert any("secret internal detail" in str(r.exc_info[1]) for r in caplog.records if r.exc_info)
+
+
+def test_a_model_that_raises_on_valid_input_is_a_400_naming_only_the_exception_type(
+    client: TestClient, dataset: pd.DataFrame, loaded_champion: LoadedModel, monkeypatch
+) -> None:
+    def explode(features):
+        raise ValueError("secret model detail")
+
+    monkeypatch.setattr(loaded_champion.runtime, "score", explode)
+    response = client.post("/predict", json=record(dataset), headers={"X-Request-ID": "m-1"})
+    assert response.status_code == 400
+    assert response.json() == {
+        "error_code": "MODEL_ERROR",
+        "message": "the model failed on this input: ValueError",
+        "request_id": "m-1",
+    }
+    invocations = client.post(
+        "/invocations", json={"dataframe_records": [record(dataset)]}, headers={"X-Request-ID": "m-2"}
+    )
+    assert invocations.status_code == 400
+    assert invocations.json() == {
+        "error_code": "BAD_REQUEST",
+        "message": "Encountered an unexpected error while evaluating the model. Verify that the serialized "
+        "input Dataframe is compatible with the model for inference.",
+        "request_id": "m-2",
+    }
