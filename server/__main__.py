@@ -48,6 +48,9 @@ def main() -> int:
         if settings.webhook_ledger_dir is None:
             # Every worker records received webhook delivery ids here, so a replay is refused by all.
             os.environ["WEBHOOK_LEDGER_DIR"] = str(shared / "webhook-deliveries")
+        if settings.variant_policy_path is None:
+            # PUT /model/variants writes the challenger's mode and share here; every worker follows it.
+            os.environ["VARIANT_POLICY_PATH"] = str(shared / "variant-policy.json")
     from server.app import create_app, load_initial_model
     from server.live.model_store import ModelStore
 

@@ -24,10 +24,10 @@ from server.live.loading import ModelLoader, load_with_retry
 from server.live.model_store import ModelStore
 from server.process.logging_setup import configure_logging
 from server.process.mlflow_env import apply_mlflow_client_settings
-from server.routes import admin, health, invocations, model_info, predictions
+from server.routes import admin, health, invocations, model_info, predictions, variants
 from server.routes import metrics as metrics_routes
 from server.routes.openapi import OpenApiBuilder
-from server.services import build_services
+from server.services import Services, build_services
 from server.settings import ServerSettings
 
 DESCRIPTION = (
@@ -61,6 +61,20 @@ def _warmed(model: LoadedModel) -> LoadedModel:
     return model
 
 
+def _background_tasks(services: Services) -> list[asyncio.Task[None]]:
+    """What runs beside the requests: the alias followers, the variant policy, the shadow."""
+    loop = asyncio.get_running_loop()
+    tasks = [
+        loop.create_task(services.follower.run(), name="alias-follower"),
+        loop.create_task(services.router.watch(), name="variant-policy"),
+    ]
+    challenger = services.challenger
+    if challenger is not None:
+        tasks.append(loop.create_task(challenger.follower.run(), name="challenger-follower"))
+        tasks.append(loop.create_task(challenger.shadow.run(), name="shadow-scorer"))
+    return tasks
+
+
 def create_app(settings: ServerSettings, *, store: ModelStore | None = None) -> FastAPI:
     """The application. Pass a `store` holding a model to skip loading at start-up (the caller
     then owns the store and closes it)."""
@@ -75,13 +89,15 @@ def create_app(settings: ServerSettings, *, store: ModelStore | None = None) -> 
             store.swap(await run_in_threadpool(load_initial_model, settings, services.loader))
         freeze_startup_objects()
         services.reloader.announce(store.current)
-        following = asyncio.get_running_loop().create_task(services.follower.run(), name="alias-follower")
+        tasks = _background_tasks(services)
         try:
             yield
         finally:
-            following.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await following
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await services.close()
             if owns_store:
                 store.close()
@@ -103,6 +119,7 @@ def create_app(settings: ServerSettings, *, store: ModelStore | None = None) -> 
         predictions.router,
         invocations.router,
         model_info.router,
+        variants.router,
         health.router,
         metrics_routes.router,
     ):

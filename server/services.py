@@ -12,6 +12,9 @@ from server.edge.in_flight import InFlight
 from server.edge.rate_limit import FailedCredentialLimiter, Limiter, LocalTokenBuckets, RedisTokenBuckets
 from server.inference.batching import AdaptiveBatcher
 from server.inference.predictor import Inference
+from server.inference.shadow import ShadowScorer
+from server.inference.split_policy import SplitPolicy, SplitPolicyHolder
+from server.inference.variants import VariantRouter
 from server.live.delivery_ledger import (
     DeliveryLedger,
     FolderLedger,
@@ -21,7 +24,7 @@ from server.live.delivery_ledger import (
 )
 from server.live.follower import AliasFollower
 from server.live.loading import ModelLoader
-from server.live.model_store import ModelStore
+from server.live.model_store import CHALLENGER, ModelStore
 from server.live.reloader import Reloader
 from server.live.webhooks import DeliveryVerifier
 from server.observe import metrics
@@ -29,8 +32,20 @@ from server.settings import ServerSettings
 
 
 @dataclass
+class Challenger:
+    """The second variant: its store, and what keeps it on its alias."""
+
+    uri: str
+    store: ModelStore
+    reloader: Reloader
+    follower: AliasFollower
+    shadow: ShadowScorer
+
+
+@dataclass
 class Services:
-    """The served model and what serves it: inference, reloads, metrics, access control."""
+    """The served models and what serves them: inference, variants, reloads, metrics, access
+    control. `store`, `reloader` and `follower` are the champion's."""
 
     settings: ServerSettings
     store: ModelStore
@@ -39,6 +54,8 @@ class Services:
     exposition: metrics.Exposition
     reloader: Reloader
     follower: AliasFollower
+    challenger: Challenger | None
+    router: VariantRouter
     webhook_verifier: DeliveryVerifier | None
     authenticator: Authenticator | None
     limiter: Limiter | None
@@ -46,12 +63,23 @@ class Services:
     in_flight: InFlight
     inference_thread: ThreadPoolExecutor
     loader_thread: ThreadPoolExecutor
+    shadow_thread: ThreadPoolExecutor
     started_at: float
+
+    @property
+    def followers(self) -> tuple[AliasFollower, ...]:
+        """Every alias followed: the champion's, and the challenger's when there is one."""
+        if self.challenger is None:
+            return (self.follower,)
+        return (self.follower, self.challenger.follower)
 
     async def close(self) -> None:
         """Stop the threads (waiting for the model call in progress) and the Redis connections."""
         self.loader_thread.shutdown(wait=False, cancel_futures=True)
+        self.shadow_thread.shutdown(wait=False, cancel_futures=True)
         self.inference_thread.shutdown(wait=True, cancel_futures=True)
+        if self.challenger is not None:
+            self.challenger.store.close()
         if isinstance(self.limiter, RedisTokenBuckets):
             await self.limiter.close()
         if self.failed_credentials is not None:
@@ -64,6 +92,7 @@ def build_services(settings: ServerSettings, store: ModelStore) -> Services:
     started_at = time.time()
     inference_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
     loader_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model-loader")
+    shadow_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shadow")
     in_flight = InFlight()
     batcher = AdaptiveBatcher(
         inference_thread,
@@ -90,6 +119,10 @@ def build_services(settings: ServerSettings, store: ModelStore) -> Services:
         poll_seconds=settings.model_poll_seconds,
         signal_path=settings.reload_signal_path,
     )
+    challenger = _challenger(settings, store, loader, loader_thread, shadow_thread)
+    policy = SplitPolicyHolder(
+        SplitPolicy(settings.challenger_mode, settings.challenger_percent), settings.variant_policy_path
+    )
     secret = settings.mlflow_webhook_secret
     return Services(
         settings=settings,
@@ -99,6 +132,13 @@ def build_services(settings: ServerSettings, store: ModelStore) -> Services:
         exposition=metrics.Exposition(started_at, settings.prometheus_multiproc_dir),
         reloader=reloader,
         follower=follower,
+        challenger=challenger,
+        router=VariantRouter(
+            store,
+            challenger.store if challenger else None,
+            policy,
+            challenger.shadow if challenger else None,
+        ),
         webhook_verifier=(
             DeliveryVerifier(secret.get_secret_value(), settings.webhook_max_age_seconds, _ledger(settings))
             if secret
@@ -110,7 +150,45 @@ def build_services(settings: ServerSettings, store: ModelStore) -> Services:
         in_flight=in_flight,
         inference_thread=inference_thread,
         loader_thread=loader_thread,
+        shadow_thread=shadow_thread,
         started_at=started_at,
+    )
+
+
+def _challenger(
+    settings: ServerSettings,
+    champion: ModelStore,
+    loader: ModelLoader,
+    loader_thread: ThreadPoolExecutor,
+    shadow_thread: ThreadPoolExecutor,
+) -> Challenger | None:
+    """The challenger, when one is configured: followed like the champion, gated against the
+    champion's signature (both answer the same requests), loaded after start-up."""
+    uri = settings.challenger_model_uri
+    if uri is None:
+        return None
+    store = ModelStore(variant=CHALLENGER)
+    reloader = Reloader(
+        store,
+        loader,
+        loader_thread,
+        allow_signature_change=settings.allow_signature_change,
+        deployment_name=settings.deployment_name,
+        tag_live_version=settings.tag_live_version,
+        contract=champion.peek,
+    )
+    follower = AliasFollower(
+        uri,
+        store,
+        loader,
+        reloader,
+        loader_thread,
+        poll_seconds=settings.model_poll_seconds,
+        signal_path=settings.reload_signal_path,
+        optional=True,
+    )
+    return Challenger(
+        uri, store, reloader, follower, ShadowScorer(store, shadow_thread, settings.shadow_queue_size)
     )
 
 

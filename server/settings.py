@@ -112,6 +112,35 @@ class ServerSettings(BaseSettings):
         ge=0,
         description="How often to ask the registry where MODEL_URI's alias points (0: never poll).",
     )
+    challenger_alias: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9_\-]{1,100}$",
+        description="Serve a challenger beside the champion: the version MODEL_URI's registered model "
+        "has at this alias (e.g. `challenger`), followed like the champion. Unset: no challenger.",
+    )
+    challenger_uri: str | None = Field(
+        default=None,
+        description="The challenger's model URI, when it is not MODEL_URI's model at CHALLENGER_ALIAS "
+        "(another registered model's alias, or a pinned version). Setting it turns the challenger on.",
+    )
+    challenger_mode: Literal["split", "shadow"] = Field(
+        default="split",
+        description="`split`: the challenger answers CHALLENGER_PERCENT of requests, chosen by a hash "
+        "of the routing key. `shadow`: the champion answers every request and the challenger scores "
+        "a copy off the hot path, for comparison only.",
+    )
+    challenger_percent: float = Field(
+        default=10.0,
+        ge=0,
+        le=100,
+        description="In split mode, the share of routing keys (0-100, to 0.01) the challenger answers.",
+    )
+    shadow_queue_size: int = Field(
+        default=1024,
+        ge=1,
+        description="Requests waiting for the shadow challenger; beyond this, copies are dropped (and "
+        "counted), never the answers.",
+    )
     allow_signature_change: bool = Field(
         default=False,
         description="Serve a new version whose input signature differs from the one being served.",
@@ -146,6 +175,11 @@ class ServerSettings(BaseSettings):
         default=None,
         description="Set by `python -m server` when WORKERS > 1: a file a worker touches after a webhook "
         "so the other workers check the registry at once. Leave unset.",
+    )
+    variant_policy_path: Path | None = Field(
+        default=None,
+        description="Set by `python -m server` when WORKERS > 1: a file where PUT /model/variants "
+        "leaves the challenger's mode and percentage, which every worker follows. Leave unset.",
     )
     auth_enabled: bool = Field(
         default=False,
@@ -233,6 +267,26 @@ class ServerSettings(BaseSettings):
         self.vetted_credentials()  # unusable or placeholder credentials stop the server here, at start
         return self
 
+    @property
+    def challenger_model_uri(self) -> str | None:
+        """Where the challenger comes from: CHALLENGER_URI, else MODEL_URI's registered model at
+        CHALLENGER_ALIAS; None when no challenger is configured."""
+        if self.challenger_uri:
+            return self.challenger_uri
+        if not self.challenger_alias:
+            return None
+        name = registered_model_name(self.model_uri)
+        return f"models:/{name}@{self.challenger_alias}" if name else None
+
+    @model_validator(mode="after")
+    def _challenger_has_a_source(self) -> ServerSettings:
+        if self.challenger_alias and not self.challenger_uri and not registered_model_name(self.model_uri):
+            raise ValueError(
+                "CHALLENGER_ALIAS needs MODEL_URI to name a registered model (models:/NAME@ALIAS or "
+                "models:/NAME/VERSION), or CHALLENGER_URI"
+            )
+        return self
+
     def vetted_credentials(self) -> credentials.Credentials:
         """The API keys and JWT key these settings name, read (files included) and vetted."""
         return credentials.load(
@@ -252,6 +306,14 @@ class ServerSettings(BaseSettings):
     @classmethod
     def _upper_level(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
+
+
+def registered_model_name(uri: str) -> str | None:
+    """NAME in `models:/NAME@ALIAS` or `models:/NAME/VERSION`; None for any other URI."""
+    if not uri.startswith("models:/"):
+        return None
+    name = uri.removeprefix("models:/").split("@", 1)[0].split("/", 1)[0]
+    return name or None
 
 
 def describe_invalid_settings(error: ValidationError) -> str:

@@ -18,6 +18,7 @@ from server.edge.auth import Authenticator, Principal, Unauthenticated, authoriz
 from server.edge.error_handlers import ERROR_CODE_STATE, error_response
 from server.edge.in_flight import InFlight
 from server.edge.rate_limit import FailedCredentialLimiter, Limiter
+from server.edge.request_context import CALLER_STATE
 from server.edge.route_path import route_path
 from server.edge.route_policy import is_traffic, required_scope
 from server.errors import Overloaded, RateLimited, RequestTimeout, ServingError
@@ -49,7 +50,9 @@ class AccessMiddleware:
         if scope["type"] != "http" or scope["method"] == "OPTIONS":
             await self.app(scope, receive, send)
             return
-        required = required_scope(route_path(scope), self._metrics_auth and self._authenticator is not None)
+        required = required_scope(
+            route_path(scope), self._metrics_auth and self._authenticator is not None, scope["method"]
+        )
         if required is None:
             await self.app(scope, receive, send)
             return
@@ -58,6 +61,7 @@ class AccessMiddleware:
                 principal = await self._authenticate(self._authenticator, scope)
                 authorize(principal, required)
                 caller = principal.name
+                scope.setdefault("state", {})[CALLER_STATE] = caller
             else:
                 caller = f"address:{client_address(scope)}"
             if self._limiter is not None and required != "metrics":

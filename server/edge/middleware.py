@@ -12,7 +12,12 @@ import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from server.edge.error_handlers import ERROR_CODE_STATE
-from server.edge.request_context import REQUEST_ID_HEADER, accept_or_generate, current_request_id
+from server.edge.request_context import (
+    REQUEST_ID_HEADER,
+    VARIANT_STATE,
+    accept_or_generate,
+    current_request_id,
+)
 from server.edge.route_path import route_path
 from server.edge.route_policy import TRAFFIC_PATHS, is_traffic
 from server.errors import InternalError
@@ -106,5 +111,7 @@ class PredictionTrafficMiddleware:
             await self.app(scope, receive, capture)
         finally:
             metrics.IN_FLIGHT.dec()
-            reason = scope.get("state", {}).get(ERROR_CODE_STATE) if status >= 400 else None
-            metrics.record_request(path, time.perf_counter() - start, status, reason)
+            state = scope.get("state", {})
+            reason = state.get(ERROR_CODE_STATE) if status >= 400 else None
+            variant = state.get(VARIANT_STATE, metrics.NO_VARIANT)
+            metrics.record_request(path, time.perf_counter() - start, status, reason, variant)

@@ -1,4 +1,5 @@
-"""The request id of the request being served, for logs and error bodies."""
+"""The request id of the request being served, for logs and error bodies, and the other facts a
+request's layers pass each other."""
 
 from __future__ import annotations
 
@@ -11,6 +12,10 @@ REQUEST_ID_HEADER = "x-request-id"
 _ACCEPTABLE = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 
 current_request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
+
+# What the layers of one request tell each other, in its ASGI `scope["state"]`:
+CALLER_STATE = "caller"  # the authenticated caller's name (AccessMiddleware), a routing key
+VARIANT_STATE = "variant"  # (variant, version) of the model that met it (the prediction routes), for metrics
 
 
 # A random per-process prefix and a counter: unique like a uuid4, a fraction of its cost.

@@ -4,6 +4,9 @@ whether it takes the fast lane.
 - `scope`: what a caller's credential must grant when auth is on (`predict`, `admin`,
   `metrics`), or None for a path open to anyone. `/metrics` needs its scope only with
   METRICS_AUTH=true.
+- `change_scope`: what a method that changes something (anything but GET, HEAD, OPTIONS) needs
+  instead, where it differs (reading `/model/variants` is for everyone with `predict`; changing
+  it is `admin`).
 - `traffic`: counted as prediction traffic (request and latency metrics, admission control and
   the request timeout). Health checks, docs and `/metrics` are not traffic.
 - `fast_lane`: a POST served by the fast lane (`server.edge.fast_lane`), past FastAPI's routing.
@@ -24,6 +27,7 @@ class RoutePolicy:
     scope: Scope | None
     traffic: bool = False
     fast_lane: bool = False
+    change_scope: Scope | None = None
 
 
 _OPEN = RoutePolicy(scope=None)
@@ -36,6 +40,7 @@ ROUTES: dict[str, RoutePolicy] = {
     "/batch-predict": _PREDICTION,
     "/invocations": _PREDICTION,
     "/model/reload": RoutePolicy(scope="admin"),
+    "/model/variants": RoutePolicy(scope="predict", change_scope="admin"),
     "/metrics": _METRICS,
     "/prometheus-metrics": _METRICS,
     "/health": _OPEN,
@@ -55,9 +60,15 @@ def policy_for(path: str) -> RoutePolicy:
     return ROUTES.get(path, DEFAULT_POLICY)
 
 
-def required_scope(path: str, metrics_auth: bool) -> Scope | None:
-    """The scope a request to `path` needs, or None when the route is open."""
-    scope = policy_for(path).scope
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def required_scope(path: str, metrics_auth: bool, method: str = "GET") -> Scope | None:
+    """The scope a `method` request to `path` needs, or None when the route is open."""
+    policy = policy_for(path)
+    scope = policy.scope
+    if policy.change_scope is not None and method not in READ_METHODS:
+        scope = policy.change_scope
     return None if scope == "metrics" and not metrics_auth else scope
 
 

@@ -39,17 +39,21 @@ class Inference:
     def __init__(self, batcher: AdaptiveBatcher) -> None:
         self._batcher = batcher
 
-    async def predict(self, model: LoadedModel, features: np.ndarray) -> Prediction | list[Any]:
+    async def predict(
+        self, model: LoadedModel, features: np.ndarray, variant: tuple[str, str]
+    ) -> Prediction | list[Any]:
         """Rows in signature order -> a `Prediction` (the model's runtime) or the pyfunc's per-row
-        output (MLflow's generic path)."""
+        output (MLflow's generic path). `variant` labels the predicted classes in the metrics."""
         if model.runtime is not None:
-            return await self.score(model.runtime, features)
+            return await self.score(model.runtime, features, variant)
         metrics.record_model_call(len(features))
-        rows = await run_in_threadpool(_generic_rows, model, features)
+        rows = await run_in_threadpool(generic_rows, model, features)
         metrics.record_request_rows(len(rows))
         return rows
 
-    async def score(self, runtime: ClassifierRuntime, features: np.ndarray) -> Prediction:
+    async def score(
+        self, runtime: ClassifierRuntime, features: np.ndarray, variant: tuple[str, str]
+    ) -> Prediction:
         """Rows in signature order, scored by `runtime` (micro-batched where it allows). A model that
         raises on rows that passed validation (a scaler overflowing on 1e308, say) is the client's
         input meeting the model's limits: `ModelFailed`, a 400, as on the generic path."""
@@ -57,7 +61,7 @@ class Inference:
             prediction = await self._batcher.predict(runtime, features)
         except Exception as error:  # noqa: BLE001 - a third-party model's failure, answered as such
             raise ModelFailed(f"the model failed on this input: {type(error).__name__}") from None
-        metrics.record_predictions(prediction.labels)
+        metrics.record_predictions(prediction.labels, variant)
         return prediction
 
     async def predict_mlflow(
@@ -98,7 +102,8 @@ def _parse_and_predict(
     return codec.predict(request)
 
 
-def _generic_rows(model: LoadedModel, features: np.ndarray) -> list[Any]:
+def generic_rows(model: LoadedModel, features: np.ndarray) -> list[Any]:
+    """MLflow's generic pyfunc path: the model's own `predict` on a frame of checked rows."""
     frame = pd.DataFrame(features, columns=list(model.feature_names or ()))
     try:
         output = model.pyfunc.predict(frame)

@@ -5,6 +5,10 @@ loads anything. Push: a verified webhook delivery (or POST /model/reload) wakes 
 once; with several workers the one that got the delivery touches a shared signal file, which the
 others watch. A registry that cannot be reached is retried with backoff while the served model
 keeps serving. A version that was refused is not tried again until the alias moves again.
+
+The challenger's follower differs in two ways (`optional=True`): an alias that is not set, or a
+version that is refused, leaves no challenger (every request goes to the champion) rather than
+keeping the old one; and a challenger URI that names no alias is loaded once, at start.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from server.live.loading import ModelLoader, RegistryReference, one_line, parse_registry_uri
+from server.live.loading import AliasNotSet, ModelLoader, RegistryReference, one_line, parse_registry_uri
 from server.live.model_store import ModelStore
 from server.live.reloader import Reloader, ReloadOutcome
 from server.observe import metrics
@@ -38,7 +42,7 @@ class RegistryStatus:
 
 
 class AliasFollower:
-    """Keeps the store on the version the alias points at."""
+    """Keeps the store on the version the alias points at (`optional`: or on nothing)."""
 
     def __init__(
         self,
@@ -50,6 +54,7 @@ class AliasFollower:
         *,
         poll_seconds: float,
         signal_path: Path | None,
+        optional: bool = False,
     ) -> None:
         reference = parse_registry_uri(uri)
         self.reference: RegistryReference | None = reference if reference and reference.alias else None
@@ -65,6 +70,7 @@ class AliasFollower:
         self._observed: str | None = None
         self._refused: str | None = None
         self._failures = 0
+        self._optional = optional
         self.status = RegistryStatus()
 
     @property
@@ -80,26 +86,41 @@ class AliasFollower:
                 self._signal_path.touch()
 
     async def run(self) -> None:
-        """The follower's loop, until cancelled at shutdown."""
-        if not self.active:
+        """The follower's loop, until cancelled at shutdown. An optional variant (the challenger)
+        is looked up at once: the server starts without it."""
+        if self._optional:
+            await self._check_logged()
+        elif not self.active:
             return
         while True:
             await self._sleep()
-            try:
-                await self.check()
-            except Exception:
-                logger.exception("alias check failed")
+            await self._check_logged()
+
+    async def _check_logged(self) -> None:
+        try:
+            await self.check()
+        except Exception:
+            logger.exception("alias check failed")
 
     async def check(self) -> ReloadOutcome:
         """Ask where the alias points; serve that version if it is new and was not refused."""
         current = self._store.peek()
         served = current.source.version if current is not None else None
-        if self.reference is None or self.reference.alias is None:
-            return ReloadOutcome("unchanged", served, served, "MODEL_URI names no alias to follow")
-        name, alias = self.reference.name, self.reference.alias
         loop = asyncio.get_running_loop()
+        if self.reference is None or self.reference.alias is None:
+            if self._optional and current is None and self._refused is None:
+                return await self._load_pinned()
+            return ReloadOutcome("unchanged", served, served, "the model URI names no alias to follow")
+        name, alias = self.reference.name, self.reference.alias
         try:
             version = await loop.run_in_executor(self._executor, self._loader.alias_version, name, alias)
+        except AliasNotSet as unset:
+            if not self._optional:
+                self._registry_failed(one_line(unset))
+                return ReloadOutcome("failed", None, served, f"registry: {self.status.last_error}")
+            self._registry_answered()
+            self._observed = None
+            return await self._reloader.retire(str(unset))
         except Exception as error:  # noqa: BLE001 - unreachable or confused, the model keeps serving
             self._registry_failed(one_line(error))
             return ReloadOutcome("failed", None, served, f"registry: {self.status.last_error}")
@@ -120,6 +141,21 @@ class AliasFollower:
             return ReloadOutcome("failed", version, served, f"registry: {self.status.last_error}")
         outcome = await self._reloader.reload(source)
         self._refused = version if outcome.outcome in ("refused", "failed") else None
+        if self._refused is not None and self._optional:
+            await self._reloader.retire(f"version {version} was refused: {outcome.reason}")
+        return outcome
+
+    async def _load_pinned(self) -> ReloadOutcome:
+        """An optional variant with a pinned URI (`models:/NAME/3`, `runs:/…`): loaded once."""
+        loop = asyncio.get_running_loop()
+        try:
+            source = await loop.run_in_executor(self._executor, self._loader.resolve, self._uri)
+        except Exception as error:  # noqa: BLE001
+            self._registry_failed(one_line(error))
+            return ReloadOutcome("failed", None, None, f"registry: {self.status.last_error}")
+        self._registry_answered()
+        outcome = await self._reloader.reload(source)
+        self._refused = source.version or self._uri if outcome.outcome in ("refused", "failed") else None
         return outcome
 
     async def _sleep(self) -> None:

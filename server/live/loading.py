@@ -20,6 +20,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
 
 from model_wrapper import FEATURE_NAMES, save_classifier
 from model_wrapper.estimator_io import load_estimator
@@ -52,6 +53,10 @@ def parse_registry_uri(uri: str) -> RegistryReference | None:
 
 class ModelLoadError(RuntimeError):
     """A model could not be resolved or loaded; the message is one line for the operator."""
+
+
+class AliasNotSet(ModelLoadError):
+    """The registry answered: no such alias (or no such registered model)."""
 
 
 def one_line(error: BaseException) -> str:
@@ -93,8 +98,14 @@ class ModelLoader:
         return self.describe(uri, reference.name, version, reference.alias)
 
     def alias_version(self, name: str, alias: str) -> str:
-        """The version `alias` points at: one registry call, the whole cost of a poll."""
-        return str(self.client.get_model_version_by_alias(name, alias).version)
+        """The version `alias` points at: one registry call, the whole cost of a poll. Raises
+        `AliasNotSet` when the registry answers that the alias (or the model) does not exist."""
+        try:
+            return str(self.client.get_model_version_by_alias(name, alias).version)
+        except MlflowException as error:
+            if error.error_code == "RESOURCE_DOES_NOT_EXIST":
+                raise AliasNotSet(f"{name}@{alias} is not set in the registry") from None
+            raise
 
     def describe(self, uri: str, name: str, version: str, alias: str | None) -> ModelSource:
         """The registry's facts about one version: run, metrics, where its files are."""

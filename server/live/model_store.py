@@ -1,18 +1,25 @@
-"""The model being served right now, replaced as a whole so no request sees half a swap."""
+"""The model one variant serves right now, replaced as a whole so no request sees half a swap."""
 
 from __future__ import annotations
 
 import shutil
+from typing import Literal
 
 from server.errors import ModelNotReady
 from server.live.loaded_model import LoadedModel
 from server.observe import metrics
 
+Variant = Literal["champion", "challenger"]
+CHAMPION: Variant = "champion"
+CHALLENGER: Variant = "challenger"
+
 
 class ModelStore:
-    """Holds the current `LoadedModel`; reading it is one attribute load, safe from any thread."""
+    """Holds one variant's current `LoadedModel`; reading it is one attribute load, safe from any
+    thread."""
 
-    def __init__(self, model: LoadedModel | None = None) -> None:
+    def __init__(self, model: LoadedModel | None = None, *, variant: Variant = CHAMPION) -> None:
+        self.variant: Variant = variant
         self._current: LoadedModel | None = None
         if model is not None:
             self.swap(model)
@@ -36,7 +43,15 @@ class ModelStore:
         """Serve `model` from now on; return the one it replaced."""
         previous, self._current = self._current, model
         source = model.source
-        metrics.set_model(source.name, source.version, source.alias, source.run_id)
+        metrics.set_model(self.variant, source.name, source.version, source.alias, source.run_id)
+        return previous
+
+    def retire(self) -> LoadedModel | None:
+        """Serve nothing from now on (a challenger whose alias was removed); return the model that
+        was served, whose files the caller removes once requests holding it are done."""
+        previous, self._current = self._current, None
+        if previous is not None:
+            metrics.clear_model(self.variant)
         return previous
 
     def close(self) -> None:

@@ -46,18 +46,28 @@ LATENCY_BUCKETS = (
     5.0,
     10.0,
 )
+PROBABILITY_DIFFERENCE_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1000, 2000, 5000, 10000)
 
-REQUESTS = Counter("prediction_requests", "Prediction requests received, by endpoint.", ["endpoint"])
+# `variant` (champion, challenger; `none` for a request refused before a model was chosen: a
+# credential, a rate limit, admission) and `version` say which model a request met, so the two
+# variants compare series by series. Each version served adds its own series.
+VARIANT_LABELS = ("variant", "version")
+NO_VARIANT = ("none", "")
+REQUESTS = Counter(
+    "prediction_requests",
+    "Prediction requests received, by endpoint and variant.",
+    ["endpoint", *VARIANT_LABELS],
+)
 REQUESTS_FAILED = Counter(
     "prediction_requests_failed",
-    "Prediction requests answered with an error, by endpoint and error code.",
-    ["endpoint", "reason"],
+    "Prediction requests answered with an error, by endpoint, error code and variant.",
+    ["endpoint", "reason", *VARIANT_LABELS],
 )
 LATENCY = Histogram(
     "prediction_latency_seconds",
-    "Time from request to response on prediction endpoints.",
-    ["endpoint"],
+    "Time from request to response on prediction endpoints, by variant.",
+    ["endpoint", *VARIANT_LABELS],
     buckets=LATENCY_BUCKETS,
 )
 IN_FLIGHT = Gauge(
@@ -65,7 +75,11 @@ IN_FLIGHT = Gauge(
     "Prediction requests received and not yet answered.",
     multiprocess_mode="livesum",
 )
-PREDICTIONS = Counter("predictions", "Rows predicted, by predicted class name.", ["class"])
+PREDICTIONS = Counter(
+    "predictions",
+    "Rows predicted, by predicted class name and variant (a shadow challenger's rows included).",
+    ["class", *VARIANT_LABELS],
+)
 BATCH_SIZE = Histogram(
     "batch_size",
     "Rows per request (kind=request) and per model call after micro-batching (kind=model_call).",
@@ -93,9 +107,32 @@ REGISTRY_REACHABLE = Gauge(
 )
 MODEL_INFO = Gauge(
     "model_info",
-    "The model served, as labels; value 1.",
-    ["name", "version", "alias", "run_id"],
+    "The model each variant serves, as labels; value 1.",
+    ["name", "version", "alias", "run_id", "variant"],
     multiprocess_mode="liveall",
+)
+CHALLENGER_TRAFFIC_PERCENT = Gauge(
+    "challenger_traffic_percent",
+    "The share of requests the challenger answers now (0 without a challenger, or in shadow mode).",
+    multiprocess_mode="livemax",
+)
+SHADOW_REQUESTS = Counter(
+    "shadow_requests",
+    "Copies of champion requests for the shadow challenger, by outcome (scored, dropped when its "
+    "queue was full, failed when it raised, skipped when no rows could be copied).",
+    ["version", "outcome"],
+)
+SHADOW_AGREEMENT = Counter(
+    "shadow_agreement",
+    "Rows scored by both variants in shadow mode, by whether they predicted the same class.",
+    ["version", "outcome"],
+)
+SHADOW_PROBABILITY_DIFFERENCE = Histogram(
+    "shadow_probability_difference",
+    "Per row scored in shadow mode, the largest absolute difference between the two variants' "
+    "class probabilities.",
+    ["version"],
+    buckets=PROBABILITY_DIFFERENCE_BUCKETS,
 )
 
 
@@ -111,37 +148,67 @@ class UptimeCollector(Collector):
         )
 
 
-# Label lookups take a lock and build tuples: resolve the fixed label sets once, off the hot path.
-_REQUESTS_BY_ENDPOINT: dict[str, Counter] = {}
-_LATENCY_BY_ENDPOINT: dict[str, Histogram] = {}
+# Label lookups take a lock and build tuples: resolve each label set once, off the hot path.
+_TRAFFIC_ENDPOINTS: list[str] = []
+_REQUEST_SERIES: dict[tuple[str, str, str], tuple[Counter, Histogram]] = {}
 _REQUEST_ROWS = BATCH_SIZE.labels("request")
 _MODEL_CALL_ROWS = BATCH_SIZE.labels("model_call")
 
 
 def bind_endpoints(endpoints: Iterable[str]) -> None:
-    """Make the request series of each traffic endpoint (at zero, so they are scraped before the
-    first request), and resolve their labels once."""
+    """Name the traffic endpoints, whose request series each served variant gets at zero."""
     for endpoint in endpoints:
-        _REQUESTS_BY_ENDPOINT[endpoint] = REQUESTS.labels(endpoint)
-        _LATENCY_BY_ENDPOINT[endpoint] = LATENCY.labels(endpoint)
+        if endpoint not in _TRAFFIC_ENDPOINTS:
+            _TRAFFIC_ENDPOINTS.append(endpoint)
 
 
-def record_request(endpoint: str, seconds: float, status: int, reason: str | None) -> None:
-    """Count one prediction request and its latency; failures by reason."""
-    _REQUESTS_BY_ENDPOINT[endpoint].inc()
-    _LATENCY_BY_ENDPOINT[endpoint].observe(seconds)
+def _request_series(endpoint: str, variant: tuple[str, str]) -> tuple[Counter, Histogram]:
+    key = (endpoint, *variant)
+    series = _REQUEST_SERIES.get(key)
+    if series is None:
+        series = _REQUEST_SERIES[key] = (REQUESTS.labels(*key), LATENCY.labels(*key))
+    return series
+
+
+def record_request(
+    endpoint: str, seconds: float, status: int, reason: str | None, variant: tuple[str, str] = NO_VARIANT
+) -> None:
+    """Count one prediction request and its latency, by the (variant, version) that met it;
+    failures by reason."""
+    requests, latency = _request_series(endpoint, variant)
+    requests.inc()
+    latency.observe(seconds)
     if status >= 400:
-        REQUESTS_FAILED.labels(endpoint, reason or f"HTTP_{status}").inc()
+        REQUESTS_FAILED.labels(endpoint, reason or f"HTTP_{status}", *variant).inc()
 
 
-def record_predictions(labels: np.ndarray) -> None:
-    """Count predicted rows by class name, and the request's row count."""
-    _REQUEST_ROWS.observe(len(labels))
+def record_predictions(labels: np.ndarray, variant: tuple[str, str], *, answered: bool = True) -> None:
+    """Count predicted rows by class name and variant, and (for an answer, not a shadow's copy)
+    the request's row count."""
+    if answered:
+        _REQUEST_ROWS.observe(len(labels))
     if len(labels) == 1:
-        PREDICTIONS.labels(labels[0]).inc()
+        PREDICTIONS.labels(labels[0], *variant).inc()
         return
     for name, count in collections.Counter(labels.tolist()).items():
-        PREDICTIONS.labels(name).inc(count)
+        PREDICTIONS.labels(name, *variant).inc(count)
+
+
+def record_shadow(version: str, outcome: str, *, rows: int = 1) -> None:
+    SHADOW_REQUESTS.labels(version, outcome).inc(rows)
+
+
+def record_agreement(version: str, same: np.ndarray, differences: np.ndarray | None) -> None:
+    """Count the shadow's rows by agreement, and observe each row's probability difference."""
+    agreed = int(np.count_nonzero(same))
+    if agreed:
+        SHADOW_AGREEMENT.labels(version, "same_class").inc(agreed)
+    if len(same) - agreed:
+        SHADOW_AGREEMENT.labels(version, "different_class").inc(len(same) - agreed)
+    if differences is not None:
+        histogram = SHADOW_PROBABILITY_DIFFERENCE.labels(version)
+        for difference in differences.tolist():
+            histogram.observe(difference)
 
 
 def record_reload(outcome: str, seconds: float) -> None:
@@ -159,20 +226,31 @@ def record_model_call(rows: int) -> None:
     _MODEL_CALL_ROWS.observe(rows)
 
 
-_published: tuple[str, str, str, str] | None = None
+_published: dict[str, tuple[str, str, str, str, str]] = {}
 
 
-def set_model(name: str | None, version: str | None, alias: str | None, run_id: str | None) -> None:
-    """Publish the served model: `model_info` is 1 for exactly one label set at a time."""
-    global _published
-    labels = (name or "", version or "", alias or "", run_id or "")
-    if _published is not None and _published != labels:
-        # In multiprocess mode a removed child's last value stays on disk: zero it first.
-        MODEL_INFO.labels(*_published).set(0)
-        MODEL_INFO.remove(*_published)
+def set_model(
+    variant: str, name: str | None, version: str | None, alias: str | None, run_id: str | None
+) -> None:
+    """Publish a variant's model: `model_info` is 1 for exactly one label set per variant, and
+    the variant's request series exist (at zero) before its first request."""
+    labels = (name or "", version or "", alias or "", run_id or "", variant)
+    clear_model(variant, keep=labels)
     MODEL_INFO.labels(*labels).set(1)
-    MODEL_LOADED.set(1)
-    _published = labels
+    _published[variant] = labels
+    for endpoint in _TRAFFIC_ENDPOINTS:
+        _request_series(endpoint, (variant, version or ""))
+    if variant == "champion":
+        MODEL_LOADED.set(1)
+
+
+def clear_model(variant: str, *, keep: tuple[str, ...] | None = None) -> None:
+    """A variant serves nothing any more (or something else): its `model_info` goes."""
+    published = _published.pop(variant, None)
+    if published is not None and published != keep:
+        # In multiprocess mode a removed child's last value stays on disk: zero it first.
+        MODEL_INFO.labels(*published).set(0)
+        MODEL_INFO.remove(*published)
 
 
 class Exposition:
@@ -185,6 +263,14 @@ class Exposition:
             self._registry = CollectorRegistry()
             self._registry.register(_DefaultRegistryView())
             self._registry.register(self._uptime)
+
+    def families(self) -> list[Metric]:
+        """Every metric family, added up across workers as `render` does."""
+        if self._multiprocess_dir:
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry, path=str(self._multiprocess_dir))
+            return list(registry.collect())
+        return list(self._registry.collect())
 
     def render(self) -> bytes:
         if self._multiprocess_dir:

@@ -71,12 +71,18 @@ async def mlflow_webhook(request: Request, services: ServicesDep) -> JSONRespons
         raise InvalidDelivery(f"delivery refused: {rejection}") from None
     except LedgerUnavailable as trouble:
         raise LedgerDown(f"delivery refused for now: {trouble}; retry later") from None
-    reference = services.follower.reference
     if event is None:
         return JSONResponse({"status": "ignored", "reason": "not a model_version_alias event"})
-    if reference is None or (event.name, event.alias) != (reference.name, reference.alias):
+    concerned = [
+        follower
+        for follower in services.followers
+        if follower.reference is not None
+        and (event.name, event.alias) == (follower.reference.name, follower.reference.alias)
+    ]
+    if not concerned:
         return JSONResponse({"status": "ignored", "reason": f"not {services.settings.model_uri}"})
-    services.follower.nudge()
+    for follower in concerned:
+        follower.nudge()
     return JSONResponse(
         {"status": "accepted", "reason": f"{event.action} {event.name}@{event.alias}"}, status_code=202
     )
@@ -89,7 +95,10 @@ async def mlflow_webhook(request: Request, services: ServicesDep) -> JSONRespons
     responses=error_responses(401, 403, 429),
 )
 async def reload_model(services: ServicesDep) -> ReloadResponse:
+    """The champion's outcome; the challenger, when there is one, is checked too."""
     outcome = await services.follower.check()
+    if services.challenger is not None:
+        await services.challenger.follower.check()
     return ReloadResponse(
         outcome=outcome.outcome,
         version=outcome.version,

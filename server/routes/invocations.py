@@ -19,7 +19,7 @@ from server.inference.predictor import ModelFailed, check_row_count
 from server.live.loaded_model import LoadedModel
 from server.routes.dependencies import services_of
 from server.routes.openapi import INVOCATIONS_REQUEST, PREDICTION_ERRORS, request_body
-from server.routes.predictions import MODEL_VERSION_HEADER
+from server.routes.predictions import choose_variant, variant_headers
 from server.routes.schemas import InvocationsResponse
 from server.runtimes.base import ClassifierRuntime
 
@@ -49,7 +49,8 @@ def mlflow_answer(model: LoadedModel, runtime: ClassifierRuntime, prediction: Pr
 )
 async def invocations(request: Request) -> Response:
     services = services_of(request)
-    model = services.store.current
+    served = choose_variant(request, services.router)
+    model = served.model
     media_type = media_type_of(request.headers.get("content-type"))
     require_identity_encoding(request.headers.get("content-encoding"))
     body = await read_body(request, services.settings.max_body_bytes)
@@ -63,12 +64,12 @@ async def invocations(request: Request) -> Response:
     if isinstance(decoded, FastRequest) and runtime is not None:  # the codec reads rows only for one
         check_row_count(len(decoded.features), max_rows)
         try:
-            prediction = await services.inference.score(runtime, decoded.features)
+            prediction = await services.inference.score(runtime, decoded.features, served.labels)
         except ModelFailed:
             raise model_failed() from None
         content = mlflow_answer(model, runtime, prediction)
+        services.router.answered(served, decoded.features, prediction)
     else:
         content = await services.inference.predict_mlflow(model, codec, decoded, max_rows)
-    version = model.source.version
-    headers = {MODEL_VERSION_HEADER: version} if version else None
-    return Response(content, media_type="application/json", headers=headers)
+        services.router.answered_unread(served)
+    return Response(content, media_type="application/json", headers=variant_headers(served))

@@ -3,9 +3,9 @@
 Routes read raw bytes (strict parsing is ours, and faster), so FastAPI cannot infer their
 bodies; the schemas are written here from the signature's feature names, once per model.
 The headers the middleware reads and writes are documented here too, since no route declares
-them: `X-Request-ID` on every request and every answer, `X-Model-Version` on every prediction,
-and, with AUTH_ENABLED, the credentials (`X-API-Key`, or `Authorization: Bearer`) each route
-that needs a scope requires.
+them: `X-Request-ID` on every request and every answer, `X-Routing-Key` on every prediction
+request, `X-Model-Variant` and `X-Model-Version` on every prediction, and, with AUTH_ENABLED,
+the credentials (`X-API-Key`, or `Authorization: Bearer`) each route that needs a scope requires.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ _ERROR_DESCRIPTIONS = {
     401: "No credential, or an invalid one (with AUTH_ENABLED)",
     403: "The credential lacks the route's scope",
     404: "Not found",
+    409: "No challenger is configured (CHALLENGER_ALIAS or CHALLENGER_URI)",
     413: "Body larger than MAX_BODY_BYTES",
     415: "Unsupported content type",
     422: "Input breaks the model's signature; `details` name each field and record",
@@ -143,6 +144,23 @@ MODEL_VERSION_HEADER = {
         "schema": {"type": "string"},
     }
 }
+MODEL_VARIANT_HEADER = {
+    "X-Model-Variant": {
+        "description": "The variant that answered: `champion`, or `challenger` for its share of "
+        "routing keys when a challenger is configured in split mode.",
+        "required": True,
+        "schema": {"type": "string", "enum": ["champion", "challenger"]},
+    }
+}
+ROUTING_KEY_PARAMETER = {
+    "name": "X-Routing-Key",
+    "in": "header",
+    "required": False,
+    "description": "With a challenger in split mode, requests with the same key are always answered by "
+    "the same variant (on every replica, after restarts). Without it: the authenticated caller's "
+    "identity, else a random choice per request.",
+    "schema": {"type": "string"},
+}
 SECURITY_SCHEMES = {
     "ApiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key", "description": "An API key."},
     "Bearer": {
@@ -159,14 +177,18 @@ def _document_headers(document: dict[str, Any], model: LoadedModel | None, setti
     if settings.auth_enabled:
         document["components"]["securitySchemes"] = SECURITY_SCHEMES
     for path, operations in document.get("paths", {}).items():
-        scope = required_scope(path, settings.metrics_auth)
-        for operation in operations.values():
+        for method, operation in operations.items():
+            scope = required_scope(path, settings.metrics_auth, method.upper())
             operation.setdefault("parameters", []).append(REQUEST_ID_PARAMETER)
+            if is_traffic(path):
+                operation["parameters"].append(ROUTING_KEY_PARAMETER)
             for status, response in operation.get("responses", {}).items():
                 headers = response.setdefault("headers", {})
                 headers.update(RESPONSE_HEADERS)
-                if is_traffic(path) and status == "200" and version:
-                    headers.update(MODEL_VERSION_HEADER)
+                if is_traffic(path) and status == "200":
+                    headers.update(MODEL_VARIANT_HEADER)
+                    if version:
+                        headers.update(MODEL_VERSION_HEADER)
             if settings.auth_enabled and scope is not None:
                 operation["security"] = [{"ApiKey": []}, {"Bearer": []}]
                 operation["description"] = (

@@ -19,8 +19,9 @@ from server.codecs.body import read_body, require_identity_encoding, require_jso
 from server.codecs.limits import INLINE_CHECK_MAX_BYTES, INLINE_READ_MAX_BYTES, MAX_PROBLEMS
 from server.codecs.per_model import prediction_encoder, record_codec
 from server.codecs.responses import generic_body
+from server.edge.request_context import CALLER_STATE, VARIANT_STATE
 from server.errors import InvalidInput, Problem
-from server.live.loaded_model import LoadedModel
+from server.inference.variants import ROUTING_KEY_HEADER, Served, VariantRouter
 from server.routes.dependencies import services_of
 from server.routes.openapi import BATCH_REQUEST, PREDICT_REQUEST, PREDICTION_ERRORS, request_body
 from server.routes.schemas import BatchPredictResponse, PredictResponse
@@ -28,6 +29,26 @@ from server.routes.schemas import BatchPredictResponse, PredictResponse
 router = APIRouter(tags=["predictions"])
 
 MODEL_VERSION_HEADER = "X-Model-Version"
+MODEL_VARIANT_HEADER = "X-Model-Variant"
+
+
+def choose_variant(request: Request, router: VariantRouter) -> Served:
+    """The variant that answers this request, by its routing key (`X-Routing-Key`, else the
+    authenticated caller), noted on the request for the traffic metrics."""
+    state = request.scope.setdefault("state", {})
+    key = request.headers.get(ROUTING_KEY_HEADER) or state.get(CALLER_STATE)
+    served = router.choose(key)
+    state[VARIANT_STATE] = served.labels
+    return served
+
+
+def variant_headers(served: Served) -> dict[str, str]:
+    """Which variant and version produced the answer."""
+    version = served.model.source.version
+    headers = {MODEL_VARIANT_HEADER: served.variant}
+    if version:
+        headers[MODEL_VERSION_HEADER] = version
+    return headers
 
 
 async def _json_body(request: Request, limit: int) -> bytes:
@@ -75,7 +96,8 @@ def _refuse_unscorable(prediction: Prediction, *, single: bool) -> None:
     raise InvalidInput.from_problems(problems[:MAX_PROBLEMS], total=len(problems))
 
 
-def _respond(model: LoadedModel, result: Prediction | list[Any], *, single: bool) -> Response:
+def _respond(served: Served, result: Prediction | list[Any], *, single: bool) -> Response:
+    model = served.model
     version = model.source.version
     if isinstance(result, Prediction):
         _refuse_unscorable(result, single=single)
@@ -83,8 +105,7 @@ def _respond(model: LoadedModel, result: Prediction | list[Any], *, single: bool
         content = encoder.single(result, version) if single else encoder.batch(result, version)
     else:
         content = generic_body(result, version, single=single)
-    headers = {MODEL_VERSION_HEADER: version} if version else None
-    return Response(content, media_type="application/json", headers=headers)
+    return Response(content, media_type="application/json", headers=variant_headers(served))
 
 
 @router.post(
@@ -96,13 +117,17 @@ def _respond(model: LoadedModel, result: Prediction | list[Any], *, single: bool
 )
 async def predict(request: Request) -> Response:
     services = services_of(request)
-    model = services.store.current
+    served = choose_variant(request, services.router)
+    model = served.model
     body = await _json_body(request, services.settings.max_body_bytes)
     codec = record_codec(model)
     features = fast_features(codec.fast_single, body)
     if features is None:
         features = await declined_features(codec.fast_single, codec.checked_single, body)
-    return _respond(model, await services.inference.predict(model, features), single=True)
+    answer = await services.inference.predict(model, features, served.labels)
+    response = _respond(served, answer, single=True)
+    services.router.answered(served, features, answer)
+    return response
 
 
 @router.post(
@@ -114,11 +139,15 @@ async def predict(request: Request) -> Response:
 )
 async def batch_predict(request: Request) -> Response:
     services = services_of(request)
-    model = services.store.current
+    served = choose_variant(request, services.router)
+    model = served.model
     body = await _json_body(request, services.settings.max_body_bytes)
     codec = record_codec(model)
     max_rows = services.settings.max_batch_size
     features = fast_features(codec.fast_batch, body, max_rows)
     if features is None:
         features = await declined_features(codec.fast_batch, codec.checked_batch, body, max_rows)
-    return _respond(model, await services.inference.predict(model, features), single=False)
+    answer = await services.inference.predict(model, features, served.labels)
+    response = _respond(served, answer, single=False)
+    services.router.answered(served, features, answer)
+    return response

@@ -6,9 +6,9 @@ Hot routes encode with orjson and never re-validate; these models describe what 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class ProblemBody(BaseModel):
@@ -144,3 +144,69 @@ class VersionsResponse(BaseModel):
     name: str
     live_version: str | None
     versions: list[VersionBody]
+
+
+class BucketBody(BaseModel):
+    le: float | Literal["+Inf"] = Field(description="Upper bound; `+Inf` for the last bucket.")
+    count: int = Field(description="Observations at or below the bound (cumulative, as Prometheus).")
+
+
+class VariantStatsBody(BaseModel):
+    requests: int = Field(description="Requests this version answered (or failed) as this variant.")
+    errors: int
+    rows: int = Field(description="Rows it predicted (a shadow challenger's copies included).")
+    classes: dict[str, int] = Field(description="Rows by predicted class name.")
+    latency_seconds: dict[str, float | None] = Field(description="p50, p90, p99 of request latency.")
+    latency_buckets: list[BucketBody]
+
+
+class VariantBody(BaseModel):
+    variant: Literal["champion", "challenger"]
+    state: Literal["serving", "absent", "refused"] = Field(
+        description="`absent`: no version to serve (the alias is not set, or none loaded yet); "
+        "`refused`: its last version failed to load or failed the gate, so the champion answers everything."
+    )
+    model_uri: str
+    name: str | None
+    version: str | None
+    alias: str | None
+    run_id: str | None
+    loaded_at: datetime | None
+    runtime: str | None
+    last_reload_error: ReloadErrorBody | None
+    stats: VariantStatsBody | None = Field(description="Since its version was loaded; null when absent.")
+
+
+class ShadowBody(BaseModel):
+    version: str = Field(description="The challenger version these numbers are about.")
+    requests: dict[str, int] = Field(description="Copies by outcome: scored, dropped, failed, skipped.")
+    waiting: int = Field(description="Copies in this process's queue right now.")
+    rows_compared: int
+    same_class: int
+    agreement: float | None = Field(description="same_class / rows_compared; null before any row.")
+    probability_difference: dict[str, float | None] = Field(
+        description="p50, p90, p99 of each row's largest absolute difference in class probability."
+    )
+    probability_difference_buckets: list[BucketBody]
+
+
+class PolicyBody(BaseModel):
+    mode: Literal["split", "shadow"]
+    percent: float
+
+
+class VariantsResponse(BaseModel):
+    mode: Literal["split", "shadow", "off"] = Field(description="`off`: no challenger is configured.")
+    percent: float = Field(description="The challenger's share of routing keys in split mode.")
+    configured: PolicyBody | None = Field(
+        description="CHALLENGER_MODE and CHALLENGER_PERCENT, which a restart goes back to."
+    )
+    variants: list[VariantBody]
+    shadow: ShadowBody | None
+
+
+class VariantsUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    mode: Literal["split", "shadow"] | None = None
+    percent: float | None = Field(default=None, ge=0, le=100)

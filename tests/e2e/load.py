@@ -1,4 +1,5 @@
-"""A small, bounded background load for the end-to-end tests: every answer's status and version."""
+"""A small, bounded background load for the end-to-end tests: every answer's status, version and
+variant."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ class BackgroundLoad:
         self.limit = limit
         self.statuses: Counter[int] = Counter()
         self.versions: list[tuple[float, str | None]] = []
+        self.variants: Counter[str | None] = Counter()
         self.errors: list[str] = []
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -38,6 +40,7 @@ class BackgroundLoad:
                 with self._lock:
                     self.statuses[response.status_code] += 1
                     self.versions.append((time.monotonic(), response.headers.get("x-model-version")))
+                    self.variants[response.headers.get("x-model-variant")] += 1
 
     def first_seen(self, version: str) -> float | None:
         with self._lock:

@@ -4,6 +4,7 @@ Grafana dashboard. There is no Docker engine or cluster here; these are what can
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import subprocess
@@ -159,24 +160,53 @@ def _metric_names(expression: str) -> set[str]:
         "alias",
         "run_id",
         "reason",
+        "variant",
+        "on",
+        "group_left",
     }
     return {w for w in words if w not in keywords and "_" in w}
+
+
+DASHBOARD = MONITORING / "grafana" / "dashboards" / "model-server.json"
+PROMETHEUS = {"type": "prometheus", "uid": "prometheus"}
+
+
+def _dashboard() -> dict:
+    return json.loads(DASHBOARD.read_text())
+
+
+def _all_panels(dashboard: dict) -> list[dict]:
+    """Every panel, those inside a collapsed row included."""
+    return [q for p in dashboard["panels"] for q in (p, *p.get("panels", []))]
+
+
+def _queries(panels: list[dict]) -> list[str]:
+    return [t["expr"] for p in panels for t in p.get("targets", [])]
+
+
+def _row(dashboard: dict, title: str) -> list[dict]:
+    """The panels of a row: inside it when collapsed, else the ones after it up to the next row."""
+    panels = dashboard["panels"]
+    start = next(i for i, p in enumerate(panels) if p["type"] == "row" and p["title"] == title)
+    if panels[start].get("collapsed"):
+        return panels[start]["panels"]
+    end = next((i for i in range(start + 1, len(panels)) if panels[i]["type"] == "row"), len(panels))
+    return panels[start + 1 : end]
 
 
 def test_alerts_and_dashboard_query_metrics_the_server_exports() -> None:
     exported = _exported_names()
     rules = yaml.safe_load((MONITORING / "alerts.yml").read_text())["groups"][0]["rules"]
-    dashboard = json.loads((MONITORING / "grafana" / "dashboards" / "model-server.json").read_text())
-    expressions = [r["expr"] for r in rules] + [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    expressions = [r["expr"] for r in rules] + _queries(_all_panels(_dashboard()))
     for expression in expressions:
         unknown = _metric_names(expression) - exported
         assert not unknown, f"{expression!r} uses {unknown}, which the server does not export"
 
 
 def test_dashboard_has_the_panels_ops_asked_for() -> None:
-    dashboard = json.loads((MONITORING / "grafana" / "dashboards" / "model-server.json").read_text())
+    dashboard = _dashboard()
     assert dashboard["title"] == "MLflow & Model Server Monitoring"
-    queries = " ".join(t["expr"] for p in dashboard["panels"] for t in p["targets"])
+    queries = " ".join(_queries(_all_panels(dashboard)))
     for needle in (
         "rate(prediction_requests_total",
         "prediction_requests_failed_total",
@@ -189,6 +219,71 @@ def test_dashboard_has_the_panels_ops_asked_for() -> None:
         "api_uptime_seconds",
     ):
         assert needle in queries
+
+
+def test_dashboard_compares_champion_and_challenger() -> None:
+    dashboard = _dashboard()
+    row = _row(dashboard, "Champion vs challenger")
+    by_title = {p["title"]: " ".join(_queries([p])) for p in row}
+    expected = {
+        "Requests/s by variant": ['sum by (variant) (rate(prediction_requests_total{variant!="none"}[5m]))'],
+        "Error ratio by variant": ["prediction_requests_failed_total", "prediction_requests_total"],
+        "Latency p50 / p99 by variant": [
+            "histogram_quantile(0.50, sum by (le, variant) (rate(prediction_latency_seconds_bucket",
+            "histogram_quantile(0.99, sum by (le, variant) (rate(prediction_latency_seconds_bucket",
+        ],
+        "Predicted-class share by variant": [
+            "sum by (variant, class) (rate(predictions_total[5m])) / on (variant) group_left"
+        ],
+        "Served version by variant": ["model_info", "variant", "version"],
+        "Challenger traffic": ["challenger_traffic_percent"],
+        "Shadow agreement": [
+            'sum(rate(shadow_agreement_total{outcome="same_class"}[5m]))',
+            "/ sum(rate(shadow_agreement_total[5m]))",
+        ],
+        "Shadow probability difference p90": [
+            "histogram_quantile(0.90, sum by (le, version) (rate(shadow_probability_difference_bucket[5m])))"
+        ],
+        "Shadow drops/s": ['sum(rate(shadow_requests_total{outcome="dropped"}[5m]))'],
+    }
+    for title, needles in expected.items():
+        assert title in by_title, f"no {title!r} panel in the champion vs challenger row"
+        for needle in needles:
+            assert needle in by_title[title], (title, needle)
+    # Above the row, a challenger neither counts as the model served nor, in shadow mode, as an
+    # answer: its rows count only while it takes a share of the traffic.
+    overview = {
+        p["title"]: " ".join(_queries([p]))
+        for p in itertools.takewhile(lambda p: p["type"] != "row", dashboard["panels"])
+    }
+    assert 'model_info{variant!="challenger"}' in overview["Model version served"]
+    assert "challenger_traffic_percent" in overview["Predictions by class"]
+
+
+def test_dashboard_panels_have_unique_ids_and_do_not_overlap() -> None:
+    dashboard = _dashboard()
+    ids = [p["id"] for p in _all_panels(dashboard)]
+    assert len(ids) == len(set(ids)), f"duplicate panel ids: {sorted(i for i in ids if ids.count(i) > 1)}"
+    collapsed = [p["panels"] for p in dashboard["panels"] if p.get("collapsed")]
+    for layer in (dashboard["panels"], *collapsed):  # a collapsed row's panels lie where it opens
+        cells: dict[tuple[int, int], str] = {}
+        for panel in layer:
+            grid = panel["gridPos"]
+            assert grid["w"] > 0, panel["title"]
+            assert grid["h"] > 0, panel["title"]
+            assert 0 <= grid["x"] <= grid["x"] + grid["w"] <= 24, panel["title"]
+            for x in range(grid["x"], grid["x"] + grid["w"]):
+                for y in range(grid["y"], grid["y"] + grid["h"]):
+                    other = cells.setdefault((x, y), panel["title"])
+                    assert other == panel["title"], f"{panel['title']!r} overlaps {other!r} at {(x, y)}"
+    for panel in _all_panels(dashboard):
+        # tests/ops/test_topology.py evaluates every panel's targets, a row's (none) included.
+        assert "targets" in panel, panel["title"]
+        if panel["type"] != "row":
+            assert panel["datasource"] == PROMETHEUS, panel["title"]
+            assert all(t["datasource"] == PROMETHEUS for t in panel["targets"]), panel["title"]
+            refs = [t["refId"] for t in panel["targets"]]
+            assert len(refs) == len(set(refs)), panel["title"]
 
 
 def test_grafana_reads_its_password_from_the_environment() -> None:

@@ -36,7 +36,15 @@ def test_prometheus_metrics_path_is_the_same_exposition(client: TestClient) -> N
     assert names(client.get("/prometheus-metrics").text) == names(_metrics(client))
 
 
-def test_prediction_counts_requests_classes_and_latency(client: TestClient, dataset: pd.DataFrame) -> None:
+def _champion(model: LoadedModel) -> dict[str, str]:
+    """The labels of the champion's series: the process has served other versions before."""
+    return {"variant": "champion", "version": str(model.source.version)}
+
+
+def test_prediction_counts_requests_classes_and_latency(
+    client: TestClient, dataset: pd.DataFrame, loaded_champion: LoadedModel
+) -> None:
+    served = _champion(loaded_champion)
     before = _metrics(client)
     client.post(
         "/batch-predict", json={"records": [record(dataset, 0), record(dataset, 19), record(dataset, 20)]}
@@ -47,40 +55,42 @@ def test_prediction_counts_requests_classes_and_latency(client: TestClient, data
         # A class predicted for the first time has no child in `before` yet.
         return sample(after, name, **labels) - counted(before, name, **labels)
 
-    assert delta("prediction_requests_total", endpoint="/batch-predict") == 1
-    assert delta("predictions_total", **{"class": "malignant"}) == 1
-    assert delta("predictions_total", **{"class": "benign"}) == 2
-    assert delta("prediction_latency_seconds_count", endpoint="/batch-predict") == 1
+    assert delta("prediction_requests_total", endpoint="/batch-predict", **served) == 1
+    assert delta("predictions_total", **{"class": "malignant"}, **served) == 1
+    assert delta("predictions_total", **{"class": "benign"}, **served) == 2
+    assert delta("prediction_latency_seconds_count", endpoint="/batch-predict", **served) == 1
     assert delta("batch_size_sum", kind="request") == 3
 
 
-def test_failures_are_counted_by_reason(client: TestClient) -> None:
+def test_failures_are_counted_by_reason(client: TestClient, loaded_champion: LoadedModel) -> None:
+    served = _champion(loaded_champion)
     before = _metrics(client)
     client.post("/predict", json={"feature_1": 1.0})
     client.post("/predict", content=b"{", headers={"content-type": "application/json"})
     after = _metrics(client)
     for reason in ("INVALID_INPUT", "MALFORMED_REQUEST"):
         # A reason seen for the first time has no child in `before`: it counted 0 so far.
-        failed = sample(after, "prediction_requests_failed_total", endpoint="/predict", reason=reason)
-        assert (
-            failed - counted(before, "prediction_requests_failed_total", endpoint="/predict", reason=reason)
-            == 1
-        )
+        labels = {"endpoint": "/predict", "reason": reason, **served}
+        failed = sample(after, "prediction_requests_failed_total", **labels)
+        assert failed - counted(before, "prediction_requests_failed_total", **labels) == 1
     assert (
-        sample(after, "prediction_requests_total", endpoint="/predict")
-        - sample(before, "prediction_requests_total", endpoint="/predict")
+        sample(after, "prediction_requests_total", endpoint="/predict", **served)
+        - sample(before, "prediction_requests_total", endpoint="/predict", **served)
         == 2
     )
 
 
 @pytest.mark.parametrize("path", ["/metrics", "/health", "/ping", "/model/metadata", "/docs"])
-def test_non_prediction_routes_are_not_traffic(client: TestClient, path: str) -> None:
+def test_non_prediction_routes_are_not_traffic(
+    client: TestClient, path: str, loaded_champion: LoadedModel
+) -> None:
+    served = _champion(loaded_champion)
     before = _metrics(client)
     client.get(path)
     after = _metrics(client)
     for endpoint in ("/predict", "/batch-predict", "/invocations"):
-        assert sample(after, "prediction_requests_total", endpoint=endpoint) == sample(
-            before, "prediction_requests_total", endpoint=endpoint
+        assert sample(after, "prediction_requests_total", endpoint=endpoint, **served) == sample(
+            before, "prediction_requests_total", endpoint=endpoint, **served
         )
     assert path not in {labels["endpoint"] for labels in label_sets(after, "prediction_requests_total")}
 
@@ -88,7 +98,13 @@ def test_non_prediction_routes_are_not_traffic(client: TestClient, path: str) ->
 def test_model_info_names_the_served_version(client: TestClient, loaded_champion: LoadedModel) -> None:
     text = _metrics(client)
     source = loaded_champion.source
-    labels = {"name": source.name, "version": source.version, "alias": "champion", "run_id": source.run_id}
+    labels = {
+        "name": source.name,
+        "version": source.version,
+        "alias": "champion",
+        "run_id": source.run_id,
+        "variant": "champion",
+    }
     assert sample(text, "model_info", **labels) == 1
     assert sample(text, "model_loaded") == 1
 

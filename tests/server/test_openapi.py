@@ -61,6 +61,7 @@ def test_every_endpoint_is_listed(client: TestClient) -> None:
         "/prometheus-metrics",
         "/model/reload",
         "/model/versions",
+        "/model/variants",
         "/webhooks/mlflow",
     }
 

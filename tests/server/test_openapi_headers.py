@@ -17,7 +17,8 @@ from server.live.model_store import ModelStore
 from server.settings import ServerSettings
 
 SCOPED = {"/predict", "/batch-predict", "/invocations", "/model/metadata", "/model/features"}
-SCOPED |= {"/model/versions", "/model/reload"}
+SCOPED |= {"/model/versions", "/model/reload", "/model/variants"}
+PREDICTIONS = {"/predict", "/batch-predict", "/invocations"}
 OPEN = {"/health", "/ping", "/webhooks/mlflow"}
 METRICS = {"/metrics", "/prometheus-metrics"}
 
@@ -42,9 +43,10 @@ def _auth(metrics_auth: bool) -> dict[str, object]:
 def test_every_operation_takes_an_optional_request_id(client: TestClient) -> None:
     for path, operation in _operations(client.get("/openapi.json").json()):
         headers = [p for p in operation["parameters"] if p["in"] == "header"]
-        assert [(p["name"], p["required"], p["schema"]) for p in headers] == [
-            ("X-Request-ID", False, {"type": "string"})
-        ], path
+        expected = [("X-Request-ID", False, {"type": "string"})]
+        if path in PREDICTIONS:
+            expected.append(("X-Routing-Key", False, {"type": "string"}))
+        assert [(p["name"], p["required"], p["schema"]) for p in headers] == expected, path
 
 
 def test_every_answer_carries_a_plain_request_id(client: TestClient) -> None:
@@ -60,6 +62,7 @@ def test_every_prediction_carries_the_model_version(client: TestClient) -> None:
     for path in ("/predict", "/batch-predict", "/invocations"):
         responses = paths[path]["post"]["responses"]
         assert responses["200"]["headers"]["X-Model-Version"]["required"] is True
+        assert responses["200"]["headers"]["X-Model-Variant"]["schema"]["enum"] == ["champion", "challenger"]
         assert "X-Model-Version" not in responses["422"]["headers"]
     assert "X-Model-Version" not in paths["/health"]["get"]["responses"]["200"]["headers"]
 
@@ -89,3 +92,6 @@ def test_with_authentication_each_scoped_route_documents_its_credentials(
     reload = document["paths"]["/model/reload"]["post"]
     assert reload["security"] == [{"ApiKey": []}, {"Bearer": []}]
     assert reload["description"].endswith("Needs a credential with the `admin` scope.")
+    variants = document["paths"]["/model/variants"]
+    assert variants["get"]["description"].endswith("Needs a credential with the `predict` scope.")
+    assert variants["put"]["description"].endswith("Needs a credential with the `admin` scope.")

@@ -1,0 +1,153 @@
+"""Shadow mode: the champion answers, and the challenger scores a copy of the same rows later, on
+its own thread, for comparison only.
+
+Copies wait in a bounded queue; when it is full a copy is dropped and counted, never the answer.
+The scorer takes every copy waiting at once and scores their rows in one call where the
+challenger's answers do not depend on the batch. What it records: the challenger's predicted
+classes (`predictions_total{variant="challenger"}`), rows by agreement with the champion's class
+(`shadow_agreement_total`), and each row's largest probability difference
+(`shadow_probability_difference`), when both variants score the same classes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from model_wrapper import Prediction
+from server.inference.predictor import generic_rows
+from server.live.loaded_model import LoadedModel
+from server.live.model_store import CHALLENGER, ModelStore
+from server.observe import metrics
+
+logger = logging.getLogger(__name__)
+
+# Most rows scored in one shadow call: large enough to amortise a call, small enough that one
+# call never holds the GIL long.
+MAX_SHADOW_ROWS = 1024
+
+Answer = Prediction | list[Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ShadowCopy:
+    """A request's rows in the champion's signature order, and the champion's answer to them."""
+
+    champion: LoadedModel
+    features: np.ndarray
+    answer: Answer
+
+
+class ShadowScorer:
+    """The challenger's queue and its consumer."""
+
+    def __init__(self, challenger: ModelStore, executor: Executor, queue_size: int) -> None:
+        self._challenger = challenger
+        self._executor = executor
+        self._queue: asyncio.Queue[ShadowCopy] = asyncio.Queue(queue_size)
+
+    def offer(self, champion: LoadedModel, features: np.ndarray, answer: Answer) -> None:
+        """Hand the challenger a copy, unless there is no challenger or its queue is full."""
+        challenger = self._challenger.peek()
+        if challenger is None:
+            return
+        try:
+            self._queue.put_nowait(ShadowCopy(champion, features, answer))
+        except asyncio.QueueFull:
+            metrics.record_shadow(challenger.source.version or "", "dropped")
+
+    def skip(self) -> None:
+        """A request the champion answered without rows to copy (MLflow's own parsers read it)."""
+        challenger = self._challenger.peek()
+        if challenger is not None:
+            metrics.record_shadow(challenger.source.version or "", "skipped")
+
+    @property
+    def waiting(self) -> int:
+        return self._queue.qsize()
+
+    async def run(self) -> None:
+        """Score copies as they come, until cancelled."""
+        loop = asyncio.get_running_loop()
+        while True:
+            copies = [await self._queue.get()]
+            rows = len(copies[0].features)
+            while rows < MAX_SHADOW_ROWS and not self._queue.empty():
+                copy = self._queue.get_nowait()
+                copies.append(copy)
+                rows += len(copy.features)
+            challenger = self._challenger.peek()
+            if challenger is None:
+                continue
+            try:
+                await loop.run_in_executor(self._executor, score_copies, challenger, copies)
+            except Exception:  # the shadow never takes anything down; its failures are counted
+                logger.exception("the shadow scorer failed")
+
+
+def score_copies(challenger: LoadedModel, copies: list[ShadowCopy]) -> None:
+    """Score the copies with the challenger and record how its answers compare."""
+    version = challenger.source.version or ""
+    comparable = [c for c in copies if c.champion.feature_names == challenger.feature_names]
+    if len(comparable) < len(copies):  # a challenger allowed another signature cannot read these rows
+        metrics.record_shadow(version, "skipped", rows=len(copies) - len(comparable))
+    runtime = challenger.runtime
+    groups = [comparable] if runtime is not None and runtime.row_invariant else [[c] for c in comparable]
+    for group in groups:
+        if not group:
+            continue
+        features = group[0].features if len(group) == 1 else np.concatenate([c.features for c in group])
+        try:
+            answer = _score(challenger, features)
+        except Exception:  # noqa: BLE001 - the challenger's failure is counted, never raised
+            metrics.record_shadow(version, "failed", rows=len(group))
+            continue
+        metrics.record_shadow(version, "scored", rows=len(group))
+        if isinstance(answer, Prediction):
+            metrics.record_predictions(answer.labels, (CHALLENGER, version), answered=False)
+        _compare(challenger, group, answer)
+
+
+def _score(challenger: LoadedModel, features: np.ndarray) -> Answer:
+    if challenger.runtime is not None:
+        metrics.record_model_call(len(features))
+        return challenger.runtime.score(features)
+    return generic_rows(challenger, features)
+
+
+def _compare(challenger: LoadedModel, group: list[ShadowCopy], answer: Answer) -> None:
+    """Rows agree when both variants predict the same class value; probabilities are compared
+    when both scored the same classes in the same column order."""
+    ours = _class_keys(answer)
+    theirs = np.concatenate([_class_keys(c.answer) for c in group])
+    same = ours == theirs if len(ours) == len(theirs) else np.zeros(len(theirs), dtype=bool)
+    differences = None
+    champion = [c.answer for c in group if isinstance(c.answer, Prediction)]
+    if isinstance(answer, Prediction) and len(champion) == len(group) and _same_columns(challenger, group):
+        probabilities = np.concatenate([p.probabilities for p in champion])
+        if probabilities.shape == answer.probabilities.shape:
+            differences = np.abs(probabilities - answer.probabilities).max(axis=1)
+    metrics.record_agreement(challenger.source.version or "", same, differences)
+
+
+def _same_columns(challenger: LoadedModel, group: list[ShadowCopy]) -> bool:
+    """Both variants' probability columns stand for the same class values, in the same order."""
+    if challenger.runtime is None:
+        return False
+    columns = challenger.runtime.classes.astype(str)
+    return all(
+        c.champion.runtime is not None and np.array_equal(c.champion.runtime.classes.astype(str), columns)
+        for c in group
+    )
+
+
+def _class_keys(answer: Answer) -> np.ndarray:
+    """Each row's predicted class value, as text, so classes compare across flavours."""
+    if isinstance(answer, Prediction):
+        return np.asarray(answer.classes).astype(str)
+    return np.asarray([str(row) for row in answer])

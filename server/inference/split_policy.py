@@ -1,0 +1,85 @@
+"""How the challenger takes part: its mode and share, changed at run time by PUT /model/variants.
+
+With several workers the change is written to a file they share (VARIANT_POLICY_PATH, set by
+`python -m server`), which each worker watches; a restart goes back to CHALLENGER_MODE and
+CHALLENGER_PERCENT.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import orjson
+
+logger = logging.getLogger(__name__)
+
+Mode = Literal["split", "shadow"]
+MODES: tuple[Mode, ...] = ("split", "shadow")
+
+
+@dataclass(frozen=True)
+class SplitPolicy:
+    mode: Mode
+    percent: float
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}")
+        if not 0 <= self.percent <= 100:
+            raise ValueError("percent must lie between 0 and 100")
+
+    @property
+    def threshold(self) -> int:
+        """The buckets (of 10,000) the challenger answers in split mode."""
+        return round(self.percent * 100)
+
+
+class SplitPolicyHolder:
+    """The policy in force in this process, replaced as a whole."""
+
+    def __init__(self, initial: SplitPolicy, path: Path | None = None) -> None:
+        self.configured = initial
+        self.current = initial
+        self._path = path
+        self._seen = self._mtime()
+        if self._seen is not None:
+            self._read()
+
+    def set(self, policy: SplitPolicy) -> None:
+        """Apply `policy` here and, through the shared file, in every other worker."""
+        self.current = policy
+        if self._path is None:
+            return
+        temporary = self._path.with_name(f".{self._path.name}.{os.getpid()}")
+        temporary.write_bytes(orjson.dumps({"mode": policy.mode, "percent": policy.percent}))
+        temporary.replace(self._path)
+        self._seen = self._mtime()
+
+    def refresh(self) -> None:
+        """Pick up a change another worker wrote."""
+        mtime = self._mtime()
+        if mtime != self._seen:
+            self._seen = mtime
+            self._read()
+
+    def _mtime(self) -> int | None:
+        if self._path is None:
+            return None
+        try:
+            return self._path.stat().st_mtime_ns
+        except OSError:
+            return None
+
+    def _read(self) -> None:
+        assert self._path is not None
+        with contextlib.suppress(FileNotFoundError):
+            try:
+                raw = orjson.loads(self._path.read_bytes())
+                self.current = SplitPolicy(raw["mode"], float(raw["percent"]))
+            except (ValueError, KeyError, TypeError) as error:
+                logger.warning("ignored an unreadable challenger policy in %s: %s", self._path, error)

@@ -1,0 +1,110 @@
+"""Which variant answers a request: the champion, or, in split mode, the challenger for its share
+of routing keys.
+
+Assignment is sticky without shared state: a routing key's bucket is a hash of the key alone
+(BLAKE2b, not Python's per-process `hash`), the same on every replica and after restarts, and the
+challenger answers the buckets below CHALLENGER_PERCENT. Raising the percentage therefore moves
+only keys from the champion to the challenger, and only those it must. The key is the request's
+`X-Routing-Key`, else the authenticated caller, else none: a random bucket for that request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import random
+from dataclasses import dataclass
+
+import numpy as np
+
+from server.inference.shadow import Answer, ShadowScorer
+from server.inference.split_policy import SplitPolicyHolder
+from server.live.loaded_model import LoadedModel
+from server.live.model_store import CHALLENGER, CHAMPION, ModelStore, Variant
+from server.observe import metrics
+
+BUCKETS = 10_000  # a percentage to two decimals
+ROUTING_KEY_HEADER = "x-routing-key"
+WATCH_SECONDS = 0.5
+
+
+def bucket_of(key: str) -> int:
+    """The key's fixed bucket in [0, BUCKETS)."""
+    digest = hashlib.blake2b(key.encode("utf-8", "surrogateescape"), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % BUCKETS
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Served:
+    """The variant that answers a request, its model, and its metric labels (variant, version)."""
+
+    variant: Variant
+    model: LoadedModel
+    labels: tuple[str, str]
+
+
+class VariantRouter:
+    """Chooses the variant per request. Without a challenger (none configured, none loaded, or
+    one refused) every request goes to the champion."""
+
+    def __init__(
+        self,
+        champion: ModelStore,
+        challenger: ModelStore | None,
+        policy: SplitPolicyHolder,
+        shadow: ShadowScorer | None = None,
+    ) -> None:
+        self._champion = champion
+        self._challenger = challenger
+        self.policy = policy
+        self._shadow = shadow
+        self._served: dict[Variant, Served] = {}
+
+    @property
+    def configured(self) -> bool:
+        return self._challenger is not None
+
+    def choose(self, routing_key: str | None) -> Served:
+        """The variant for a request with this routing key (None: a random one)."""
+        champion = self._champion.current
+        challenger = self._challenger.peek() if self._challenger is not None else None
+        if challenger is None:
+            return self._as(CHAMPION, champion)
+        policy = self.policy.current
+        threshold = policy.threshold if policy.mode == "split" else 0
+        if threshold <= 0:
+            return self._as(CHAMPION, champion)
+        bucket = bucket_of(routing_key) if routing_key is not None else random.randrange(BUCKETS)
+        return self._as(CHALLENGER, challenger) if bucket < threshold else self._as(CHAMPION, champion)
+
+    def answered(self, served: Served, features: np.ndarray, answer: Answer) -> None:
+        """The champion answered these rows: in shadow mode, the challenger gets a copy."""
+        if self._shadow is not None and served.variant == CHAMPION and self.policy.current.mode == "shadow":
+            self._shadow.offer(served.model, features, answer)
+
+    def answered_unread(self, served: Served) -> None:
+        """The champion answered a request whose rows MLflow's parsers read: nothing to copy."""
+        if self._shadow is not None and served.variant == CHAMPION and self.policy.current.mode == "shadow":
+            self._shadow.skip()
+
+    def challenger_share(self) -> float:
+        """The percentage of requests the challenger answers now."""
+        challenger = self._challenger.peek() if self._challenger is not None else None
+        policy = self.policy.current
+        return policy.percent if challenger is not None and policy.mode == "split" else 0.0
+
+    async def watch(self) -> None:
+        """Follow the policy other workers set, and publish the challenger's share, until
+        cancelled."""
+        while True:
+            self.policy.refresh()
+            metrics.CHALLENGER_TRAFFIC_PERCENT.set(self.challenger_share())
+            await asyncio.sleep(WATCH_SECONDS)
+
+    def _as(self, variant: Variant, model: LoadedModel) -> Served:
+        """One `Served` per variant and model, made when the model changes, not per request."""
+        served = self._served.get(variant)
+        if served is None or served.model is not model:
+            served = Served(variant, model, (variant, model.source.version or ""))
+            self._served[variant] = served
+        return served
