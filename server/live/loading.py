@@ -103,7 +103,7 @@ class ModelLoader:
         try:
             return str(self.client.get_model_version_by_alias(name, alias).version)
         except MlflowException as error:
-            if error.error_code == "RESOURCE_DOES_NOT_EXIST":
+            if _names_a_missing_alias(error):
                 raise AliasNotSet(f"{name}@{alias} is not set in the registry") from None
             raise
 
@@ -181,6 +181,14 @@ class ModelLoader:
             mlflow.pyfunc.load_model(str(model_dir), suppress_warnings=True),
             local_dir,
         )
+
+
+def _names_a_missing_alias(error: MlflowException) -> bool:
+    """MLflow's tracking server answers an unset alias with INVALID_PARAMETER_VALUE ("Registered model
+    alias X not found."), an unknown model with RESOURCE_DOES_NOT_EXIST."""
+    if error.error_code == "RESOURCE_DOES_NOT_EXIST":
+        return True
+    return error.error_code == "INVALID_PARAMETER_VALUE" and "not found" in error.message
 
 
 def load_with_retry(
