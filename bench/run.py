@@ -26,7 +26,9 @@ from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
 
+import httpx
 import psutil
+from mlflow import MlflowClient
 
 from bench.load import LoadResult, require_wrk, run_wrk
 from model_wrapper import FEATURE_NAMES
@@ -271,6 +273,30 @@ def run(seconds: float, connections: int, out: Path) -> Report:
                 "mlflow models serve": worker_rss_mib(theirs),
                 "registry-serve": worker_rss_mib(ours),
             }
+        challenger = _train(env, ("--model-type", "logistic_regression", "--seed", "7"), promote=False)
+        MlflowClient(tracking.url).set_registered_model_alias(MODEL, "challenger", challenger)
+        print(f"a challenger (v{challenger}, logistic regression retrained) beside the champion, in turns:")
+        variants = {"CHALLENGER_ALIAS": "challenger", "MODEL_URI": champion_uri}
+        with (
+            api_process(env, logs / "api-alone.log", MODEL_URI=champion_uri) as alone,
+            api_process(env, logs / "api-shadow.log", CHALLENGER_MODE="shadow", **variants) as shadow,
+            api_process(env, logs / "api-split.log", CHALLENGER_PERCENT="50", **variants) as split,
+        ):
+            for server in (shadow, split):
+                _await_challenger(server)
+            bench.interleaved(
+                CHALLENGER_SCENARIO,
+                {
+                    "registry-serve": f"{alone.url}/predict",
+                    "registry-serve shadow": f"{shadow.url}/predict",
+                    "registry-serve split 50%": f"{split.url}/predict",
+                },
+                "record_1",
+                connections=connections,
+            )
+            scored = _shadow_numbers(shadow)
+            print(f"  shadow: {scored}")
+            bench.report.settings["shadow"] = scored
         print("random forest (200 trees), single rows: what micro-batching buys a costly model:")
         with (
             mlflow_scoring_process(env, forest_uri, logs / "mlflow-rf.log") as theirs,
@@ -337,6 +363,30 @@ FLAVOURS = (
     Flavour("lightgbm classifier", ("--flavor", "lightgbm", "--estimator", "classifier"), linear=False),
     Flavour("lightgbm booster", ("--flavor", "lightgbm", "--estimator", "booster"), linear=False),
 )  # fmt: skip
+
+
+CHALLENGER_SCENARIO = "predict 1 row, challenger"
+
+
+def _await_challenger(server: ServerProcess, timeout: float = 120) -> None:
+    """Until the server has loaded its challenger (in the background, after start-up)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        variants = httpx.get(f"{server.url}/model/variants", timeout=10).json()["variants"]
+        if any(v["variant"] == "challenger" and v["state"] == "serving" for v in variants):
+            return
+        time.sleep(0.2)
+    raise RuntimeError(f"no challenger loaded by {server.url} within {timeout:g} s")
+
+
+def _shadow_numbers(server: ServerProcess) -> dict[str, object]:
+    """What the shadow did during the run: copies by outcome, and the agreement it measured."""
+    shadow = httpx.get(f"{server.url}/model/variants", timeout=10).json()["shadow"]
+    return {
+        "requests": shadow["requests"],
+        "rows_compared": shadow["rows_compared"],
+        "agreement": shadow["agreement"],
+    }
 
 
 def _train(env: dict[str, str], model: tuple[str, ...], *, promote: bool) -> str:
@@ -442,8 +492,25 @@ def targets(report: Report) -> list[Target]:
             "<= half",
             start_us <= start_them / 2,
         ),
+        *_challenger_targets(report),
         *_flavour_targets(report),
         Target("errors in this server's runs", str(errors), "0", errors == 0),
+    ]
+
+
+def _challenger_targets(report: Report) -> list[Target]:
+    """Issue 14's: a shadow challenger costs the answers' p99 at most 15% (16 connections)."""
+    if not any(row.scenario == CHALLENGER_SCENARIO for row in report.rows):
+        return []
+    alone = report.find(CHALLENGER_SCENARIO, "registry-serve")
+    shadow = report.find(CHALLENGER_SCENARIO, "registry-serve shadow")
+    return [
+        Target(
+            "shadow mode p99 vs no challenger (1-row /predict)",
+            f"{shadow.p99_ms:.2f} vs {alone.p99_ms:.2f} ms ({shadow.p99_ms / alone.p99_ms - 1:+.0%})",
+            "<= +15%",
+            shadow.p99_ms <= 1.15 * alone.p99_ms,
+        ),
     ]
 
 
@@ -505,6 +572,8 @@ def render(report: Report) -> str:
         f"scikit-learn {m['scikit-learn']}. wrk: 1 thread, {report.settings['connections']} connections, "
         f"{report.settings['seconds']} s per run after a warm-up, on the same machine.",
     ]
+    if "shadow" in report.settings:
+        lines += ["", f"Shadow challenger during its runs: {report.settings['shadow']}."]
     return "\n".join(lines) + "\n"
 
 

@@ -73,6 +73,10 @@ def main(argv: list[str] | None = None) -> None:
         print(f"starting MLflow on {server.url} (data in {data_dir})", file=sys.stderr)
         server.start()
         env = {**os.environ, "MLFLOW_TRACKING_URI": server.url, STACK_MARKER: marker}
+        if env.get("MODEL_URI", "models:/").startswith("models:/"):
+            # `@challenger` is followed by default: set it in the MLflow UI and the API serves it
+            # beside the champion (CHALLENGER_ALIAS= turns that off).
+            env.setdefault("CHALLENGER_ALIAS", "challenger")
         print(f"MLflow UI: {server.url}", file=sys.stderr)
         subprocess.run(
             [sys.executable, "-m", "registry_scripts.train", "--if-no-champion"],

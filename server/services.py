@@ -188,7 +188,7 @@ def _challenger(
         optional=True,
     )
     return Challenger(
-        uri, store, reloader, follower, ShadowScorer(store, shadow_thread, settings.shadow_queue_size)
+        uri, store, reloader, follower, ShadowScorer(store, shadow_thread, settings.shadow_queue_rows)
     )
 
 

@@ -135,11 +135,11 @@ class ServerSettings(BaseSettings):
         le=100,
         description="In split mode, the share of routing keys (0-100, to 0.01) the challenger answers.",
     )
-    shadow_queue_size: int = Field(
-        default=1024,
+    shadow_queue_rows: int = Field(
+        default=16384,
         ge=1,
-        description="Requests waiting for the shadow challenger; beyond this, copies are dropped (and "
-        "counted), never the answers.",
+        description="Rows waiting for the shadow challenger (per worker); a copy that does not fit is "
+        "dropped (and counted), never the answer.",
     )
     allow_signature_change: bool = Field(
         default=False,
@@ -301,6 +301,12 @@ class ServerSettings(BaseSettings):
     @property
     def cors_origin_list(self) -> list[str]:
         return [origin.strip() for origin in self.cors_origins.split(",") if origin.strip()]
+
+    @field_validator("challenger_alias", "challenger_uri", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        """`CHALLENGER_ALIAS=` switches off a default set around the server (`make run`'s)."""
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -1,7 +1,9 @@
 """Shadow mode: the champion answers, and the challenger scores a copy of the same rows later, on
 its own thread, for comparison only.
 
-Copies wait in a bounded queue; when it is full a copy is dropped and counted, never the answer.
+Copies wait in a queue bounded in rows (SHADOW_QUEUE_ROWS, so a burst of 1,000-row batches holds
+as little memory as one of single rows); a copy that does not fit is dropped and counted, never the
+answer.
 The scorer takes every copy waiting at once and scores their rows in one call where the
 challenger's answers do not depend on the batch. What it records: the challenger's predicted
 classes (`predictions_total{variant="challenger"}`), rows by agreement with the champion's class
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
@@ -46,20 +49,25 @@ class ShadowCopy:
 class ShadowScorer:
     """The challenger's queue and its consumer."""
 
-    def __init__(self, challenger: ModelStore, executor: Executor, queue_size: int) -> None:
+    def __init__(self, challenger: ModelStore, executor: Executor, queue_rows: int) -> None:
         self._challenger = challenger
         self._executor = executor
-        self._queue: asyncio.Queue[ShadowCopy] = asyncio.Queue(queue_size)
+        self._limit = queue_rows
+        self._copies: deque[ShadowCopy] = deque()
+        self._rows = 0
+        self._arrived = asyncio.Event()
 
     def offer(self, champion: LoadedModel, features: np.ndarray, answer: Answer) -> None:
         """Hand the challenger a copy, unless there is no challenger or its queue is full."""
         challenger = self._challenger.peek()
         if challenger is None:
             return
-        try:
-            self._queue.put_nowait(ShadowCopy(champion, features, answer))
-        except asyncio.QueueFull:
+        if self._rows + len(features) > self._limit:
             metrics.record_shadow(challenger.source.version or "", "dropped")
+            return
+        self._copies.append(ShadowCopy(champion, features, answer))
+        self._rows += len(features)
+        self._arrived.set()
 
     def skip(self) -> None:
         """A request the champion answered without rows to copy (MLflow's own parsers read it)."""
@@ -69,25 +77,35 @@ class ShadowScorer:
 
     @property
     def waiting(self) -> int:
-        return self._queue.qsize()
+        """Copies waiting in this process."""
+        return len(self._copies)
 
     async def run(self) -> None:
         """Score copies as they come, until cancelled."""
         loop = asyncio.get_running_loop()
         while True:
-            copies = [await self._queue.get()]
-            rows = len(copies[0].features)
-            while rows < MAX_SHADOW_ROWS and not self._queue.empty():
-                copy = self._queue.get_nowait()
-                copies.append(copy)
-                rows += len(copy.features)
-            challenger = self._challenger.peek()
-            if challenger is None:
-                continue
-            try:
-                await loop.run_in_executor(self._executor, score_copies, challenger, copies)
-            except Exception:  # the shadow never takes anything down; its failures are counted
-                logger.exception("the shadow scorer failed")
+            await self._arrived.wait()
+            self._arrived.clear()
+            while self._copies:
+                copies = self._take()
+                challenger = self._challenger.peek()
+                if challenger is None:
+                    continue
+                try:
+                    await loop.run_in_executor(self._executor, score_copies, challenger, copies)
+                except Exception:  # the shadow never takes anything down; its failures are counted
+                    logger.exception("the shadow scorer failed")
+
+    def _take(self) -> list[ShadowCopy]:
+        """The copies waiting, up to MAX_SHADOW_ROWS rows (at least one)."""
+        copies = [self._copies.popleft()]
+        rows = len(copies[0].features)
+        while self._copies and rows + len(self._copies[0].features) <= MAX_SHADOW_ROWS:
+            copy = self._copies.popleft()
+            copies.append(copy)
+            rows += len(copy.features)
+        self._rows -= rows
+        return copies
 
 
 def score_copies(challenger: LoadedModel, copies: list[ShadowCopy]) -> None:
@@ -95,7 +113,7 @@ def score_copies(challenger: LoadedModel, copies: list[ShadowCopy]) -> None:
     version = challenger.source.version or ""
     comparable = [c for c in copies if c.champion.feature_names == challenger.feature_names]
     if len(comparable) < len(copies):  # a challenger allowed another signature cannot read these rows
-        metrics.record_shadow(version, "skipped", rows=len(copies) - len(comparable))
+        metrics.record_shadow(version, "skipped", copies=len(copies) - len(comparable))
     runtime = challenger.runtime
     groups = [comparable] if runtime is not None and runtime.row_invariant else [[c] for c in comparable]
     for group in groups:
@@ -105,9 +123,9 @@ def score_copies(challenger: LoadedModel, copies: list[ShadowCopy]) -> None:
         try:
             answer = _score(challenger, features)
         except Exception:  # noqa: BLE001 - the challenger's failure is counted, never raised
-            metrics.record_shadow(version, "failed", rows=len(group))
+            metrics.record_shadow(version, "failed", copies=len(group))
             continue
-        metrics.record_shadow(version, "scored", rows=len(group))
+        metrics.record_shadow(version, "scored", copies=len(group))
         if isinstance(answer, Prediction):
             metrics.record_predictions(answer.labels, (CHALLENGER, version), answered=False)
         _compare(challenger, group, answer)

@@ -194,8 +194,9 @@ def record_predictions(labels: np.ndarray, variant: tuple[str, str], *, answered
         PREDICTIONS.labels(name, *variant).inc(count)
 
 
-def record_shadow(version: str, outcome: str, *, rows: int = 1) -> None:
-    SHADOW_REQUESTS.labels(version, outcome).inc(rows)
+def record_shadow(version: str, outcome: str, *, copies: int = 1) -> None:
+    """Count requests copied to the shadow challenger, by what became of them."""
+    SHADOW_REQUESTS.labels(version, outcome).inc(copies)
 
 
 def record_agreement(version: str, same: np.ndarray, differences: np.ndarray | None) -> None:

@@ -185,7 +185,9 @@ ROUTES = [
     ("GET", "/model/metadata", "predict"),
     ("GET", "/model/features", "predict"),
     ("GET", "/model/versions", "predict"),
+    ("GET", "/model/variants", "predict"),
     ("POST", "/model/reload", "admin"),
+    ("PUT", "/model/variants", "admin"),
     ("GET", "/metrics", "metrics"),
     ("GET", "/prometheus-metrics", "metrics"),
 ]
