@@ -103,7 +103,7 @@ class Reloader:
                 return self._refuse("refused", source, previous, str(refusal), started)
             retired = self._store.swap(candidate)
             seconds = time.perf_counter() - started
-            metrics.record_reload("swapped", seconds)
+            metrics.record_reload("swapped", seconds, self._store.variant)
             self.last_error = None
             logger.info(
                 "now serving %s version %s (was %s), loaded in %.2f s",
@@ -146,7 +146,7 @@ class Reloader:
         self, outcome: Outcome, source: ModelSource, previous: str | None, reason: str, started: float
     ) -> ReloadOutcome:
         seconds = time.perf_counter() - started
-        metrics.record_reload(outcome, seconds)
+        metrics.record_reload(outcome, seconds, self._store.variant)
         self.last_error = ReloadError(source.version, reason, datetime.now(UTC))
         logger.warning(
             "refused %s version %s: %s; still serving version %s",

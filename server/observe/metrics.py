@@ -89,11 +89,13 @@ BATCH_SIZE = Histogram(
 MODEL_LOADED = Gauge("model_loaded", "1 while a model is loaded and serving.", multiprocess_mode="livemin")
 RELOADS = Counter(
     "model_reloads",
-    "Attempts to serve a new version, by outcome (swapped, refused, failed).",
-    ["outcome"],
+    "Attempts to serve a new version, by outcome (swapped, refused, failed) and variant.",
+    ["outcome", "variant"],
 )
 RELOAD_FAILURES = Counter(
-    "model_reload_failures", "New versions that could not be loaded or were refused by the gate."
+    "model_reload_failures",
+    "New versions that could not be loaded or were refused by the gate, by variant.",
+    ["variant"],
 )
 RELOAD_SECONDS = Histogram(
     "model_reload_seconds",
@@ -212,11 +214,11 @@ def record_agreement(version: str, same: np.ndarray, differences: np.ndarray | N
             histogram.observe(difference)
 
 
-def record_reload(outcome: str, seconds: float) -> None:
-    RELOADS.labels(outcome).inc()
+def record_reload(outcome: str, seconds: float, variant: str) -> None:
+    RELOADS.labels(outcome, variant).inc()
     RELOAD_SECONDS.observe(seconds)
     if outcome != "swapped":
-        RELOAD_FAILURES.inc()
+        RELOAD_FAILURES.labels(variant).inc()
 
 
 def record_request_rows(rows: int) -> None:

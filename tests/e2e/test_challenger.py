@@ -202,7 +202,7 @@ def test_a_challenger_that_fails_the_gate_is_refused_and_the_champion_answers_ev
         answers = asyncio.run(_assign(api.url, [f"user-{i}" for i in range(400)]))
         assert {variant for variant, _ in answers.values()} == {"champion"}
         metrics = httpx.get(f"{api.url}/metrics").text
-        assert 'model_reloads_total{outcome="refused"}' in metrics
+        assert 'model_reloads_total{outcome="refused",variant="challenger"} 1.0' in metrics
         assert "challenger_traffic_percent 0.0" in metrics
         # A good version on the alias brings the challenger back.
         client_mlflow.set_registered_model_alias(model_name, "challenger", "2")

@@ -240,10 +240,13 @@ def test_reload_answers_refused_for_a_version_the_gate_refuses(
     assert (body["outcome"], body["version"], body["previous"]) == ("refused", "2", "1")
     assert "drops 1 feature(s) (feature_30)" in body["reason"]
     assert served == "1"
-    assert sample(after, "model_reloads_total", outcome="refused") == (
-        counted(before, "model_reloads_total", outcome="refused") + 1
+    assert sample(after, "model_reloads_total", outcome="refused", variant="champion") == (
+        counted(before, "model_reloads_total", outcome="refused", variant="champion") + 1
     )
-    assert sample(after, "model_reload_failures_total") == sample(before, "model_reload_failures_total") + 1
+    assert (
+        sample(after, "model_reload_failures_total", variant="champion")
+        == counted(before, "model_reload_failures_total", variant="champion") + 1
+    )
 
 
 def test_reload_answers_failed_for_a_version_that_cannot_be_loaded(
@@ -263,8 +266,8 @@ def test_reload_answers_failed_for_a_version_that_cannot_be_loaded(
     assert body["reason"].startswith("could not load it: ")
     assert served == "1"
     assert metadata["last_reload_error"]["version"] == missing.version
-    assert sample(after, "model_reloads_total", outcome="failed") == (
-        counted(before, "model_reloads_total", outcome="failed") + 1
+    assert sample(after, "model_reloads_total", outcome="failed", variant="champion") == (
+        counted(before, "model_reloads_total", outcome="failed", variant="champion") + 1
     )
 
 

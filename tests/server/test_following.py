@@ -79,7 +79,7 @@ def test_the_live_version_is_tagged_and_the_replaced_one_untagged(
 
 
 def _failures(client: TestClient) -> float:
-    return sample(client.get("/metrics").text, "model_reload_failures_total")
+    return counted(client.get("/metrics").text, "model_reload_failures_total", variant="champion")
 
 
 def test_a_29_feature_version_is_refused_and_the_last_good_one_keeps_serving(
@@ -87,7 +87,9 @@ def test_a_29_feature_version_is_refused_and_the_last_good_one_keeps_serving(
 ) -> None:
     failures = _failures(follower_client)
     # No refusal yet in this app's process, perhaps: the outcome's child may not exist.
-    refusals = counted(follower_client.get("/metrics").text, "model_reloads_total", outcome="refused")
+    refusals = counted(
+        follower_client.get("/metrics").text, "model_reloads_total", outcome="refused", variant="champion"
+    )
     register_29_features(model_name)
     client_mlflow.set_registered_model_alias(model_name, "champion", "2")
     wait_for(
@@ -100,7 +102,7 @@ def test_a_29_feature_version_is_refused_and_the_last_good_one_keeps_serving(
     assert "last_reload_error" not in follower_client.get("/health").json()
     assert follower_client.get("/ping").status_code == 200
     metrics = follower_client.get("/metrics").text
-    assert sample(metrics, "model_reloads_total", outcome="refused") == refusals + 1
+    assert sample(metrics, "model_reloads_total", outcome="refused", variant="champion") == refusals + 1
     assert _failures(follower_client) == failures + 1
 
 
