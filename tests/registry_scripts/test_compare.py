@@ -1,35 +1,42 @@
 """`registry_scripts.compare`: merging servers' /model/variants, the report, and promoting.
 
-The merge tests are pure. The command-line tests fetch from a small stand-in for the server's
-GET /model/variants on a real port (the server's own endpoint is tested with the server); the
-promotion tests move aliases in the session's real MLflow registry.
+The merge tests are pure arithmetic on hand-made documents. The command-line tests run the script
+as a subprocess against real server processes (`python -m server`) serving a real registry's
+versions: one with authentication on and no challenger, two splitting their traffic with a
+challenger (started once for the module), and one whose challenger the script promotes. The
+in-process promotion tests move aliases in the session's real MLflow registry.
 """
 
 from __future__ import annotations
 
 import io
 import json
-import os
+import secrets
 import subprocess
 import sys
-import threading
-from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from mlflow import MlflowClient
 
 from registry_scripts import compare
 from registry_scripts.cli import CliError
-from registry_scripts.processes import free_port
+from registry_scripts.processes import api_process, free_port
 from registry_scripts.tracking_server import TrackingServer
-from tests.helpers import run_module
-from tests.registry import champion_model, register_ours
+from server.edge.credentials import digest
+from tests.helpers import run_module, run_ok, wait_for
+from tests.registry import FEATURES, champion_model, register_ours
 
 MODEL = "breast-cancer-classifier"
 LATENCY_BOUNDS: tuple[float | str, ...] = (0.001, 0.002, 0.004, "+Inf")
 DIFFERENCE_BOUNDS: tuple[float | str, ...] = (0.01, 0.1, "+Inf")
+ROWS = [{k: float(v) for k, v in row.items()} for _, row in FEATURES.iterrows()]
+REQUESTS_PER_SERVER = 150
+KEY = secrets.token_urlsafe(32)  # the one API key the locked server accepts
 
 
 def buckets(bounds: tuple[float | str, ...], counts: tuple[int, ...]) -> list[dict[str, Any]]:
@@ -263,84 +270,200 @@ def test_the_merged_document_is_json_with_prometheus_bucket_bounds() -> None:
     assert written["servers"] == ["http://a:8000"]
 
 
-# --- The command line against a stand-in server ----------------------------------------------------
+# --- The command line against real servers --------------------------------------------------------
 
 
-@pytest.fixture
-def variants_server() -> Iterator[Callable[..., str]]:
-    """`serve(document, key=None)`: a real HTTP server answering GET /model/variants with
-    `document` (401 when `key` is set and X-API-Key is not it); returns its base URL."""
-    servers: list[ThreadingHTTPServer] = []
-
-    def serve(answer: dict[str, Any], key: str | None = None) -> str:
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                if self.path != "/model/variants":
-                    self.send_error(404)
-                elif key is not None and self.headers.get("X-API-Key") != key:
-                    self.send_error(401, "Unauthorized")
-                else:
-                    body = json.dumps(answer).encode()
-                    self.send_response(200)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(body)))
-                    self.end_headers()
-                    self.wfile.write(body)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        servers.append(server)
-        return f"http://127.0.0.1:{server.server_address[1]}"
-
-    yield serve
-    for server in servers:
-        server.shutdown()
-        server.server_close()
+def script_env(base_env: dict[str, str]) -> dict[str, str]:
+    """The test registry's environment without an API_KEY of the caller's."""
+    return {k: v for k, v in base_env.items() if k != "API_KEY"}
 
 
-def plain_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if k not in ("API_KEY", "MLFLOW_TRACKING_URI")}
+def variants_of(url: str, **headers: str) -> dict[str, Any]:
+    response = httpx.get(f"{url}/model/variants", headers=headers, timeout=30)
+    assert response.status_code == 200, response.text
+    return response.json()
 
 
-def test_unreachable_url_exits_with_one_line() -> None:
+def by_variant(answer: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {v["variant"]: v for v in answer["variants"]}
+
+
+def challenger_serving(url: str, version: str = "2") -> bool:
+    challenger = by_variant(variants_of(url)).get("challenger", {})
+    return challenger.get("state") == "serving" and challenger.get("version") == version
+
+
+def settings_for(name: str, **more: str) -> dict[str, str]:
+    return {"MODEL_URI": f"models:/{name}@champion", "MODEL_POLL_SECONDS": "0.5", **more}
+
+
+@pytest.fixture(scope="module")
+def served_model(client_mlflow: MlflowClient) -> str:
+    """The module's own model: v1 (logistic regression) on @champion, v2 (random forest) on
+    @challenger. No test here moves its aliases."""
+    name = champion_model(client_mlflow, "compare-served")
+    assert register_ours(name, "random_forest") == "2"
+    client_mlflow.set_registered_model_alias(name, "challenger", "2")
+    return name
+
+
+@pytest.fixture(scope="module")
+def split_servers(
+    base_env: dict[str, str], served_model: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, str]]:
+    """Two servers of `served_model`, each splitting its traffic 50/50 with the challenger."""
+    logs = tmp_path_factory.mktemp("split")
+    settings = settings_for(served_model, CHALLENGER_ALIAS="challenger", CHALLENGER_PERCENT="50")
+    with (
+        api_process(base_env, logs / "a.log", **settings) as a,
+        api_process(base_env, logs / "b.log", **settings) as b,
+    ):
+        for server in (a, b):
+            wait_for(lambda url=server.url: challenger_serving(url), 120, f"the challenger on {server.url}")
+        yield a.url, b.url
+
+
+@pytest.fixture(scope="module")
+def locked_server(
+    base_env: dict[str, str], served_model: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """A server of `served_model`'s champion alone (no CHALLENGER_ALIAS, though the registry has a
+    @challenger) with authentication on: it accepts KEY, with the predict scope, and nothing else."""
+    settings = settings_for(
+        served_model,
+        AUTH_ENABLED="true",
+        API_KEYS=f"reader:{digest(KEY)}:predict",
+        AUTH_FAILURES_PER_MINUTE="0",  # the tests send bad keys on purpose
+    )
+    with api_process(base_env, tmp_path_factory.mktemp("locked") / "api.log", **settings) as server:
+        yield server.url
+
+
+def test_unreachable_url_exits_with_one_line(base_env: dict[str, str]) -> None:
     url = f"http://127.0.0.1:{free_port('127.0.0.1')}"
-    result = run_module("registry_scripts.compare", url, env=plain_env(), timeout=60)
+    result = run_module("registry_scripts.compare", url, env=script_env(base_env), timeout=60)
     assert result.returncode == 1
     assert result.stdout == ""
     assert len(result.stderr.strip().splitlines()) == 1
     assert result.stderr.startswith(f"error: {url}: cannot reach the server")
 
 
-def test_a_refusing_server_is_named_with_its_status(variants_server: Callable[..., str]) -> None:
-    good = variants_server(SERVER_A)
-    locked = variants_server(SERVER_B, key="s3cret")
-    result = run_module("registry_scripts.compare", good, locked, env=plain_env(), timeout=60)
-    assert result.returncode == 1
-    assert result.stderr.strip() == f"error: {locked}: GET /model/variants answered 401 Unauthorized"
+def test_a_server_refusing_the_key_is_named_with_its_status(
+    base_env: dict[str, str], locked_server: str
+) -> None:
+    env = script_env(base_env)
+    refusal = f"error: {locked_server}: GET /model/variants answered 401 Unauthorized"
+    for args, run_env in (
+        ((), env),
+        (("--api-key", "not-the-key"), env),
+        ((), {**env, "API_KEY": "not-the-key"}),
+    ):
+        result = run_module("registry_scripts.compare", locked_server, *args, env=run_env, timeout=120)
+        assert result.returncode == 1, (args, result.stderr)
+        assert result.stdout == ""
+        assert result.stderr.strip() == refusal, args
 
 
-def test_cli_merges_servers_sending_the_api_key(variants_server: Callable[..., str]) -> None:
-    a = variants_server(SERVER_A, key="s3cret")
-    b = variants_server(SERVER_B, key="s3cret")
-    env = {**plain_env(), "API_KEY": "s3cret"}
-    result = run_module("registry_scripts.compare", a, b, "--json", env=env, timeout=60)
+def test_the_key_comes_from_the_option_or_the_environment(
+    base_env: dict[str, str], locked_server: str
+) -> None:
+    env = script_env(base_env)
+    table = run_module("registry_scripts.compare", locked_server, "--api-key", KEY, env=env, timeout=120)
+    assert table.returncode == 0, table.stderr
+    assert table.stdout.splitlines()[0].split() == ["champion"]
+    assert table.stdout.splitlines()[-1] == "mode: off"
+    written = json.loads(
+        run_ok("registry_scripts.compare", locked_server, "--json", env={**env, "API_KEY": KEY})
+    )
+    assert written["servers"] == [locked_server]
+    assert [(v["variant"], v["state"], v["version"]) for v in written["variants"]] == [
+        ("champion", "serving", "1")
+    ]
+    # The option wins over the environment.
+    run_ok("registry_scripts.compare", locked_server, "--api-key", KEY, env={**env, "API_KEY": "wrong"})
+
+
+def test_two_servers_merge_into_the_sums_of_what_they_answered(
+    base_env: dict[str, str], split_servers: tuple[str, str]
+) -> None:
+    answered: dict[str, Counter[str]] = {}
+    labels: dict[str, Counter[tuple[str, str]]] = {}
+    for server, url in zip("ab", split_servers, strict=True):
+        answered[url], labels[url] = Counter(), Counter()
+        with httpx.Client(base_url=url, timeout=60) as http:
+            for i in range(REQUESTS_PER_SERVER):
+                response = http.post(
+                    "/predict", json=ROWS[i % len(ROWS)], headers={"X-Routing-Key": f"{server}-{i}"}
+                )
+                assert response.status_code == 200, response.text
+                which = response.headers["x-model-variant"]
+                answered[url][which] += 1
+                labels[url][which, response.json()["label"]] += 1
+    for url in split_servers:
+        # A 50% split of 150 keys: both variants answer some.
+        assert set(answered[url]) == {"champion", "challenger"}, answered[url]
+        wait_for(
+            lambda url=url: (
+                {v["variant"]: v["stats"]["requests"] for v in variants_of(url)["variants"]}
+                == dict(answered[url])
+            ),
+            30,
+            f"{url} counting what it answered",
+        )
+    documents = [by_variant(variants_of(url)) for url in split_servers]
+    result = run_module("registry_scripts.compare", *split_servers, "--json", env=script_env(base_env))
     assert result.returncode == 0, result.stderr
     written = json.loads(result.stdout)
-    assert written["servers"] == [a, b]
-    assert [v["stats"]["requests"] for v in written["variants"]] == [20, 10]
-    table = run_module("registry_scripts.compare", a, "--api-key", "s3cret", env=plain_env(), timeout=60)
-    assert table.returncode == 0, table.stderr
-    assert table.stdout.splitlines()[0].split() == ["champion", "challenger"]
+    assert written["servers"] == list(split_servers)
+    assert written["notes"] == []
+    assert written["routing"] == [{"mode": "split", "percent": 50.0, "servers": list(split_servers)}]
+    merged_variants = {v["variant"]: v for v in written["variants"]}
+    assert [(v["variant"], v["version"], v["state"]) for v in written["variants"]] == [
+        ("champion", "1", "serving"),
+        ("challenger", "2", "serving"),
+    ]
+    for which, group in merged_variants.items():
+        assert [s["url"] for s in group["servers"]] == list(split_servers)
+        sent = sum(answered[url][which] for url in split_servers)
+        numbers = group["stats"]
+        assert (numbers["requests"], numbers["errors"], numbers["rows"]) == (sent, 0, sent)
+        summed: Counter[str] = Counter()
+        for document in documents:
+            summed.update(document[which]["stats"]["classes"])
+        assert group["stats"]["classes"] == dict(summed)
+        # Each answer is one row in the class it named.
+        assert summed == Counter(
+            {label: n for url in split_servers for (w, label), n in labels[url].items() if w == which}
+        )
+        assert [b["count"] for b in group["stats"]["latency_buckets"]] == [
+            sum(counts)
+            for counts in zip(
+                *(
+                    [b["count"] for b in document[which]["stats"]["latency_buckets"]]
+                    for document in documents
+                ),
+                strict=True,
+            )
+        ]
+    assert sum(v["stats"]["requests"] for v in written["variants"]) == 2 * REQUESTS_PER_SERVER
 
 
-def test_nothing_to_promote_without_a_challenger(variants_server: Callable[..., str]) -> None:
-    url = variants_server(document(variant("champion", "3"), mode="off"))
-    result = run_module("registry_scripts.compare", url, "--promote", "--yes", env=plain_env(), timeout=60)
-    assert result.returncode == 1
+def test_nothing_to_promote_without_a_challenger(
+    base_env: dict[str, str], locked_server: str, served_model: str, client_mlflow: MlflowClient
+) -> None:
+    result = run_module(
+        "registry_scripts.compare",
+        locked_server,
+        "--api-key",
+        KEY,
+        "--promote",
+        "--yes",
+        env=script_env(base_env),
+    )
+    assert result.returncode == 1, result.stdout
     assert result.stderr.strip() == "error: nothing to promote: no challenger is configured"
+    # The registry's @challenger is not the servers': it stays where it was.
+    assert aliases(client_mlflow, served_model) == {"champion": "1", "challenger": "2"}
 
 
 # --- Promotion in the real registry -----------------------------------------------------------------
@@ -415,44 +538,52 @@ def test_cli_promote_yes_end_to_end(
     two_versions: str,
     client_mlflow: MlflowClient,
     tracking_server: TrackingServer,
-    variants_server: Callable[..., str],
+    base_env: dict[str, str],
+    tmp_path: Path,
 ) -> None:
-    answer = document(
-        variant("champion", "1", name=two_versions), variant("challenger", "2", name=two_versions)
-    )
-    url = variants_server(answer)
-    env = plain_env()
-    declined = subprocess.run(
-        [
-            sys.executable,
-            "-m",
+    env = {k: v for k, v in script_env(base_env).items() if k != "MLFLOW_TRACKING_URI"}
+    settings = settings_for(two_versions, CHALLENGER_ALIAS="challenger", CHALLENGER_PERCENT="50")
+    with api_process(base_env, tmp_path / "api.log", **settings) as server:
+        wait_for(lambda: challenger_serving(server.url), 120, "the challenger loaded")
+        declined = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "registry_scripts.compare",
+                server.url,
+                "--promote",
+                "--tracking-uri",
+                tracking_server.url,
+            ],
+            env=env,
+            input="n\n",
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert declined.returncode == 1, declined.stderr
+        assert declined.stderr.strip() == "error: not promoted: declined"
+        assert aliases(client_mlflow, two_versions) == {"champion": "1", "challenger": "2"}
+        result = run_module(
             "registry_scripts.compare",
-            url,
+            server.url,
             "--promote",
-            "--tracking-uri",
-            tracking_server.url,
-        ],
-        env=env,
-        input="n\n",
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert declined.returncode == 1
-    assert declined.stderr.strip() == "error: not promoted: declined"
-    assert aliases(client_mlflow, two_versions) == {"champion": "1", "challenger": "2"}
-    result = run_module(
-        "registry_scripts.compare",
-        url,
-        "--promote",
-        "--yes",
-        env={**env, "MLFLOW_TRACKING_URI": tracking_server.url},
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr
-    assert f"promote: move {two_versions}@champion from 1 to 2 and clear @challenger" in result.stdout
-    assert aliases(client_mlflow, two_versions) == {"champion": "2"}
+            "--yes",
+            env={**env, "MLFLOW_TRACKING_URI": tracking_server.url},
+        )
+        assert result.returncode == 0, result.stderr
+        assert f"promote: move {two_versions}@champion from 1 to 2 and clear @challenger" in result.stdout
+        assert aliases(client_mlflow, two_versions) == {"champion": "2"}
+        # The server follows the registry: version 2 is the champion, and no challenger is left.
+        wait_for(
+            lambda: (
+                [(v["variant"], v["state"], v["version"]) for v in variants_of(server.url)["variants"]]
+                == [("champion", "serving", "2"), ("challenger", "absent", None)]
+            ),
+            60,
+            "the server on the promoted champion",
+        )
     # Recorded like `registry_scripts.promote`, so its --rollback undoes the move.
     rollback = run_module(
         "registry_scripts.promote",
