@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import orjson
 from fastapi.exceptions import RequestValidationError
@@ -53,13 +54,21 @@ async def _http_error(request: Request, error: Exception) -> Response:
 
 async def _validation_error(request: Request, error: Exception) -> Response:
     assert isinstance(error, RequestValidationError)
-    problems = [
-        Problem(str(item.get("msg", "invalid")), field=".".join(str(p) for p in item.get("loc", ())))
-        for item in error.errors()
-    ]
+    problems = [_problem(item) for item in error.errors()]
     return await handle_serving_error(
         request, InvalidInput.from_problems(problems or [Problem("invalid request")])
     )
+
+
+def _problem(item: dict[str, Any]) -> Problem:
+    """One of pydantic's complaints about a declared body or parameter. A key the client made up is
+    never quoted back: the problem names the object that holds it."""
+    location = [str(part) for part in item.get("loc", ())]
+    if item.get("type") == "extra_forbidden":
+        return Problem(
+            "unknown field: only the documented fields are accepted", field=".".join(location[:-1])
+        )
+    return Problem(str(item.get("msg", "invalid")), field=".".join(location))
 
 
 Handler = Callable[[Request, Exception], Awaitable[Response]]

@@ -39,8 +39,10 @@ Answer = Prediction | list[Any]
 
 @dataclass(frozen=True, slots=True)
 class ShadowCopy:
-    """A request's rows in the champion's signature order, and the champion's answer to them."""
+    """A request's rows in the champion's signature order, the champion's answer to them, and the
+    challenger version it was copied for."""
 
+    version: str
     champion: LoadedModel
     features: np.ndarray
     answer: Answer
@@ -65,7 +67,7 @@ class ShadowScorer:
         if self._rows + len(features) > self._limit:
             metrics.record_shadow(challenger.source.version or "", "dropped")
             return
-        self._copies.append(ShadowCopy(champion, features, answer))
+        self._copies.append(ShadowCopy(challenger.source.version or "", champion, features, answer))
         self._rows += len(features)
         self._arrived.set()
 
@@ -89,7 +91,9 @@ class ShadowScorer:
             while self._copies:
                 copies = self._take()
                 challenger = self._challenger.peek()
-                if challenger is None:
+                if challenger is None:  # retired meanwhile: the copies are accounted for all the same
+                    for copy in copies:
+                        metrics.record_shadow(copy.version, "skipped")
                     continue
                 try:
                     await loop.run_in_executor(self._executor, score_copies, challenger, copies)

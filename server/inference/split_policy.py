@@ -7,7 +7,6 @@ CHALLENGER_PERCENT.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 from dataclasses import dataclass
@@ -40,46 +39,43 @@ class SplitPolicy:
 
 
 class SplitPolicyHolder:
-    """The policy in force in this process, replaced as a whole."""
+    """The policy in force in this process, replaced as a whole. The shared file is compared by
+    content, not modification time, so two changes within one timestamp tick are both seen."""
 
     def __init__(self, initial: SplitPolicy, path: Path | None = None) -> None:
         self.configured = initial
         self.current = initial
         self._path = path
-        self._seen = self._mtime()
-        if self._seen is not None:
-            self._read()
+        self._seen: bytes | None = None
+        self.refresh()
 
     def set(self, policy: SplitPolicy) -> None:
         """Apply `policy` here and, through the shared file, in every other worker."""
         self.current = policy
         if self._path is None:
             return
+        content = orjson.dumps({"mode": policy.mode, "percent": policy.percent})
         temporary = self._path.with_name(f".{self._path.name}.{os.getpid()}")
-        temporary.write_bytes(orjson.dumps({"mode": policy.mode, "percent": policy.percent}))
+        temporary.write_bytes(content)
         temporary.replace(self._path)
-        self._seen = self._mtime()
+        self._seen = content
 
     def refresh(self) -> None:
-        """Pick up a change another worker wrote."""
-        mtime = self._mtime()
-        if mtime != self._seen:
-            self._seen = mtime
-            self._read()
-
-    def _mtime(self) -> int | None:
+        """Pick up a change another worker wrote (a file of a few bytes, read each time)."""
         if self._path is None:
-            return None
+            return
         try:
-            return self._path.stat().st_mtime_ns
-        except OSError:
-            return None
-
-    def _read(self) -> None:
-        assert self._path is not None
-        with contextlib.suppress(FileNotFoundError):
-            try:
-                raw = orjson.loads(self._path.read_bytes())
-                self.current = SplitPolicy(raw["mode"], float(raw["percent"]))
-            except (ValueError, KeyError, TypeError) as error:
-                logger.warning("ignored an unreadable challenger policy in %s: %s", self._path, error)
+            content = self._path.read_bytes()
+        except FileNotFoundError:
+            return
+        except OSError as error:
+            logger.warning("cannot read the challenger policy in %s: %s", self._path, error)
+            return
+        if content == self._seen:
+            return
+        self._seen = content
+        try:
+            raw = orjson.loads(content)
+            self.current = SplitPolicy(raw["mode"], float(raw["percent"]))
+        except (ValueError, KeyError, TypeError) as error:
+            logger.warning("ignored an unreadable challenger policy in %s: %s", self._path, error)
