@@ -24,6 +24,7 @@ import pytest
 from mlflow import MlflowClient
 
 from registry_scripts import compare
+from registry_scripts import comparison as merging
 from registry_scripts.cli import CliError
 from registry_scripts.processes import api_process, free_port
 from registry_scripts.tracking_server import TrackingServer
@@ -102,9 +103,9 @@ def document(
     return {"mode": mode, "percent": percent, "variants": list(variants), "shadow": shadow}
 
 
-def merged(**documents: dict[str, Any]) -> compare.Comparison:
-    return compare.merge(
-        {f"http://{host}:8000": compare.VariantsDocument.model_validate(d) for host, d in documents.items()}
+def merged(**documents: dict[str, Any]) -> merging.Comparison:
+    return merging.merge(
+        {f"http://{host}:8000": merging.VariantsDocument.model_validate(d) for host, d in documents.items()}
     )
 
 
@@ -157,19 +158,19 @@ def test_percentiles_come_from_the_merged_buckets_like_histogram_quantile() -> N
 
 
 def test_histogram_quantile_edges() -> None:
-    def b(*pairs: tuple[float, int]) -> list[compare.Bucket]:
-        return [compare.Bucket(le=le, count=count) for le, count in pairs]
+    def b(*pairs: tuple[float, int]) -> list[merging.Bucket]:
+        return [merging.Bucket(le=le, count=count) for le, count in pairs]
 
     inf = float("inf")
     # In the first bucket: interpolated from 0.
-    assert compare.histogram_quantile(0.5, b((0.1, 4), (1.0, 4), (inf, 4))) == pytest.approx(0.05)
+    assert merging.histogram_quantile(0.5, b((0.1, 4), (1.0, 4), (inf, 4))) == pytest.approx(0.05)
     # No observations, or no +Inf bucket: no estimate (Prometheus: NaN).
-    assert compare.histogram_quantile(0.5, b((0.1, 0), (inf, 0))) is None
-    assert compare.histogram_quantile(0.5, b((0.1, 1), (1.0, 2))) is None
+    assert merging.histogram_quantile(0.5, b((0.1, 0), (inf, 0))) is None
+    assert merging.histogram_quantile(0.5, b((0.1, 1), (1.0, 2))) is None
     # Out of order and not monotonic, as Prometheus tolerates: counts 5, 5, 5 after its fix.
-    assert compare.histogram_quantile(0.5, b((inf, 4), (1.0, 4), (0.1, 5))) == pytest.approx(0.05)
+    assert merging.histogram_quantile(0.5, b((inf, 4), (1.0, 4), (0.1, 5))) == pytest.approx(0.05)
     # In the +Inf bucket: the highest finite bound.
-    assert compare.histogram_quantile(0.9, b((0.1, 1), (1.0, 2), (inf, 10))) == 1.0
+    assert merging.histogram_quantile(0.9, b((0.1, 1), (1.0, 2), (inf, 10))) == 1.0
 
 
 def test_a_variant_without_requests_has_no_percentiles() -> None:
@@ -479,11 +480,11 @@ def two_versions(client_mlflow: MlflowClient) -> str:
     return name
 
 
-def served_by_two(name: str) -> dict[str, compare.VariantsDocument]:
+def served_by_two(name: str) -> dict[str, merging.VariantsDocument]:
     """Two servers' answers while champion 1 and challenger 2 of `name` serve."""
     answer = document(variant("champion", "1", name=name), variant("challenger", "2", name=name))
     return {
-        url: compare.VariantsDocument.model_validate(answer) for url in ("http://a:8000", "http://b:8000")
+        url: merging.VariantsDocument.model_validate(answer) for url in ("http://a:8000", "http://b:8000")
     }
 
 
@@ -494,7 +495,7 @@ def aliases(client: MlflowClient, name: str) -> dict[str, str]:
 def test_promote_moves_the_champion_and_clears_the_challenger(
     two_versions: str, client_mlflow: MlflowClient, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    comparison = compare.merge(served_by_two(two_versions))
+    comparison = merging.merge(served_by_two(two_versions))
     move = compare.promote(comparison, client_mlflow, assume_yes=True)
     assert (move.previous, move.current) == ("1", "2")
     assert aliases(client_mlflow, two_versions) == {"champion": "2"}
@@ -508,7 +509,7 @@ def test_promote_moves_the_champion_and_clears_the_challenger(
 def test_declining_changes_nothing(
     two_versions: str, client_mlflow: MlflowClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    comparison = compare.merge(served_by_two(two_versions))
+    comparison = merging.merge(served_by_two(two_versions))
     asked: list[str] = []
     with pytest.raises(CliError, match="not promoted: declined"):
         compare.promote(comparison, client_mlflow, assume_yes=False, ask=lambda q: asked.append(q) or "n")
@@ -525,7 +526,7 @@ def test_declining_changes_nothing(
 def test_promote_refuses_when_the_registry_moved_since(
     two_versions: str, client_mlflow: MlflowClient
 ) -> None:
-    comparison = compare.merge(served_by_two(two_versions))
+    comparison = merging.merge(served_by_two(two_versions))
     register_ours(two_versions)
     client_mlflow.set_registered_model_alias(two_versions, "challenger", "3")
     with pytest.raises(
