@@ -14,8 +14,10 @@ version gets a column of its own. The API key is --api-key, else the API_KEY env
 
 `--promote` needs every server to serve one champion version and one challenger version of the same
 registered model, by alias. It points the champion's alias at the challenger's version (recorded,
-so `registry_scripts.promote --rollback` undoes it) and deletes the challenger's alias, in the
-registry at --tracking-uri (default: MLFLOW_TRACKING_URI).
+so `registry_scripts.promote --rollback` moves the champion back; the challenger's alias stays
+cleared) and deletes the challenger's alias, in the registry at --tracking-uri (default:
+MLFLOW_TRACKING_URI). Two registry calls, not one transaction: should the second fail, delete the
+challenger's alias by hand (the MLflow UI), or servers keep comparing a version with itself.
 """
 
 from __future__ import annotations
@@ -212,8 +214,10 @@ def promote(
     registry = ModelRegistry(client, plan.name)
     _check_registry(registry, plan)
     print(f"promote: {plan.describe()}", flush=True)
-    if not assume_yes and not _confirmed(ask):
-        raise cli.CliError("not promoted: declined")
+    if not assume_yes:
+        if not _confirmed(ask):
+            raise cli.CliError("not promoted: declined")
+        _check_registry(registry, plan)  # the aliases may have moved while the question was open
     move = registry.promote(plan.target, plan.champion_alias)
     print(describe(move, plan.name))
     if plan.challenger_alias:

@@ -7,7 +7,6 @@ access of `app` (not at import), and `python -m server` uses `create_app_from_en
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -95,9 +94,8 @@ def create_app(settings: ServerSettings, *, store: ModelStore | None = None) -> 
         finally:
             for task in tasks:
                 task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            # Whatever a task ended with, the services are closed.
+            await asyncio.gather(*tasks, return_exceptions=True)
             await services.close()
             if owns_store:
                 store.close()

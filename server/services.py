@@ -63,6 +63,7 @@ class Services:
     in_flight: InFlight
     inference_thread: ThreadPoolExecutor
     loader_thread: ThreadPoolExecutor
+    challenger_loader_thread: ThreadPoolExecutor
     shadow_thread: ThreadPoolExecutor
     started_at: float
 
@@ -76,8 +77,10 @@ class Services:
     async def close(self) -> None:
         """Stop the threads (waiting for the model call in progress) and the Redis connections."""
         self.loader_thread.shutdown(wait=False, cancel_futures=True)
-        self.shadow_thread.shutdown(wait=False, cancel_futures=True)
+        self.challenger_loader_thread.shutdown(wait=False, cancel_futures=True)
         self.inference_thread.shutdown(wait=True, cancel_futures=True)
+        # The shadow's call in progress finishes before the challenger's files go.
+        self.shadow_thread.shutdown(wait=True, cancel_futures=True)
         if self.challenger is not None:
             self.challenger.store.close()
         if isinstance(self.limiter, RedisTokenBuckets):
@@ -93,6 +96,9 @@ def build_services(settings: ServerSettings, store: ModelStore) -> Services:
     inference_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
     loader_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model-loader")
     shadow_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shadow")
+    # The challenger loads on a thread of its own: a slow challenger download never delays a
+    # champion promotion or rollback.
+    challenger_loader_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="challenger-loader")
     in_flight = InFlight()
     batcher = AdaptiveBatcher(
         inference_thread,
@@ -119,7 +125,7 @@ def build_services(settings: ServerSettings, store: ModelStore) -> Services:
         poll_seconds=settings.model_poll_seconds,
         signal_path=settings.reload_signal_path,
     )
-    challenger = _challenger(settings, store, loader, loader_thread, shadow_thread)
+    challenger = _challenger(settings, store, loader, challenger_loader_thread, shadow_thread)
     policy = SplitPolicyHolder(
         SplitPolicy(settings.challenger_mode, settings.challenger_percent), settings.variant_policy_path
     )
@@ -150,6 +156,7 @@ def build_services(settings: ServerSettings, store: ModelStore) -> Services:
         in_flight=in_flight,
         inference_thread=inference_thread,
         loader_thread=loader_thread,
+        challenger_loader_thread=challenger_loader_thread,
         shadow_thread=shadow_thread,
         started_at=started_at,
     )
@@ -163,7 +170,8 @@ def _challenger(
     shadow_thread: ThreadPoolExecutor,
 ) -> Challenger | None:
     """The challenger, when one is configured: followed like the champion, gated against the
-    champion's signature (both answer the same requests), loaded after start-up."""
+    champion's signature whatever ALLOW_SIGNATURE_CHANGE says (both answer the same requests, and
+    the shadow scores the champion's rows), loaded after start-up."""
     uri = settings.challenger_model_uri
     if uri is None:
         return None
@@ -172,7 +180,7 @@ def _challenger(
         store,
         loader,
         loader_thread,
-        allow_signature_change=settings.allow_signature_change,
+        allow_signature_change=False,
         deployment_name=settings.deployment_name,
         tag_live_version=settings.tag_live_version,
         contract=champion.peek,

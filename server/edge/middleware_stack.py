@@ -35,8 +35,8 @@ def build_stack(
                 CORSMiddleware,
                 allow_origins=settings.cors_origin_list,
                 allow_methods=["GET", "POST"],
-                allow_headers=["authorization", "content-type", "x-api-key", "x-request-id"],
-                expose_headers=["x-request-id", "x-model-version", "retry-after"],
+                allow_headers=["authorization", "content-type", "x-api-key", "x-request-id", "x-routing-key"],
+                expose_headers=["x-request-id", "x-model-version", "x-model-variant", "retry-after"],
             )
         )
     stack.append(Middleware(PredictionTrafficMiddleware))

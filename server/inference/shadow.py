@@ -115,9 +115,14 @@ class ShadowScorer:
 def score_copies(challenger: LoadedModel, copies: list[ShadowCopy]) -> None:
     """Score the copies with the challenger and record how its answers compare."""
     version = challenger.source.version or ""
-    comparable = [c for c in copies if c.champion.feature_names == challenger.feature_names]
-    if len(comparable) < len(copies):  # a challenger allowed another signature cannot read these rows
-        metrics.record_shadow(version, "skipped", copies=len(copies) - len(comparable))
+    # Copies made for another challenger version (the alias moved while they waited) are not this
+    # version's to score; rows of another signature it cannot read.
+    comparable = [
+        c for c in copies if c.version == version and c.champion.feature_names == challenger.feature_names
+    ]
+    for copy in copies:
+        if copy.version != version or copy.champion.feature_names != challenger.feature_names:
+            metrics.record_shadow(copy.version, "skipped")
     runtime = challenger.runtime
     groups = [comparable] if runtime is not None and runtime.row_invariant else [[c] for c in comparable]
     for group in groups:
@@ -136,8 +141,7 @@ def score_copies(challenger: LoadedModel, copies: list[ShadowCopy]) -> None:
 
 
 def _score(challenger: LoadedModel, features: np.ndarray) -> Answer:
-    if challenger.runtime is not None:
-        metrics.record_model_call(len(features))
+    if challenger.runtime is not None:  # not a `batch_size` model call: that histogram is the answers'
         return challenger.runtime.score(features)
     return generic_rows(challenger, features)
 

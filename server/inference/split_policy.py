@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -26,16 +26,15 @@ class SplitPolicy:
     mode: Mode
     percent: float
 
+    # The buckets (of 10,000) the challenger answers in split mode; 0 in shadow mode.
+    threshold: int = field(init=False)
+
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}")
         if not 0 <= self.percent <= 100:
             raise ValueError("percent must lie between 0 and 100")
-
-    @property
-    def threshold(self) -> int:
-        """The buckets (of 10,000) the challenger answers in split mode."""
-        return round(self.percent * 100)
+        object.__setattr__(self, "threshold", round(self.percent * 100) if self.mode == "split" else 0)
 
 
 class SplitPolicyHolder:

@@ -25,6 +25,8 @@ from server.observe import metrics
 
 BUCKETS = 10_000  # a percentage to two decimals
 ROUTING_KEY_HEADER = "x-routing-key"
+MODEL_VARIANT_HEADER = "X-Model-Variant"
+MODEL_VERSION_HEADER = "X-Model-Version"
 WATCH_SECONDS = 0.5
 
 
@@ -36,11 +38,13 @@ def bucket_of(key: str) -> int:
 
 @dataclass(frozen=True, slots=True, eq=False)
 class Served:
-    """The variant that answers a request, its model, and its metric labels (variant, version)."""
+    """The variant that answers a request, its model, its metric labels (variant, version) and the
+    headers that say so: made once per variant and model, never per request."""
 
     variant: Variant
     model: LoadedModel
     labels: tuple[str, str]
+    headers: dict[str, str]
 
 
 class VariantRouter:
@@ -59,19 +63,23 @@ class VariantRouter:
         self.policy = policy
         self._shadow = shadow
         self._served: dict[Variant, Served] = {}
+        self._pair: tuple[LoadedModel, LoadedModel, bool] | None = None
 
     @property
     def configured(self) -> bool:
         return self._challenger is not None
 
     def choose(self, routing_key: str | None) -> Served:
-        """The variant for a request with this routing key (None: a random one)."""
+        """The variant for a request with this routing key (None: a random one). A challenger that
+        no longer reads the champion's features (the champion changed its signature) answers none."""
         champion = self._champion.current
         challenger = self._challenger.peek() if self._challenger is not None else None
         if challenger is None:
+            self._served.pop(CHALLENGER, None)  # a retired challenger is not kept alive from here
             return self._as(CHAMPION, champion)
-        policy = self.policy.current
-        threshold = policy.threshold if policy.mode == "split" else 0
+        if not self._compatible(champion, challenger):
+            return self._as(CHAMPION, champion)
+        threshold = self.policy.current.threshold
         if threshold <= 0:
             return self._as(CHAMPION, champion)
         bucket = bucket_of(routing_key) if routing_key is not None else random.randrange(BUCKETS)
@@ -95,7 +103,10 @@ class VariantRouter:
 
     async def watch(self) -> None:
         """Follow the policy other workers set, and publish the challenger's share, until
-        cancelled."""
+        cancelled (at once, and for good, without a challenger)."""
+        metrics.CHALLENGER_TRAFFIC_PERCENT.set(self.challenger_share())
+        if not self.configured:
+            return
         while True:
             self.policy.refresh()
             metrics.CHALLENGER_TRAFFIC_PERCENT.set(self.challenger_share())
@@ -105,6 +116,17 @@ class VariantRouter:
         """One `Served` per variant and model, made when the model changes, not per request."""
         served = self._served.get(variant)
         if served is None or served.model is not model:
-            served = Served(variant, model, (variant, model.source.version or ""))
+            version = model.source.version
+            headers = {MODEL_VARIANT_HEADER: variant}
+            if version:
+                headers[MODEL_VERSION_HEADER] = version
+            served = Served(variant, model, (variant, version or ""), headers)
             self._served[variant] = served
         return served
+
+    def _compatible(self, champion: LoadedModel, challenger: LoadedModel) -> bool:
+        """Whether the two read the same features, decided once per pair of models."""
+        pair = self._pair
+        if pair is None or pair[0] is not champion or pair[1] is not challenger:
+            pair = self._pair = (champion, challenger, champion.feature_names == challenger.feature_names)
+        return pair[2]

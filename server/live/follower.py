@@ -120,7 +120,7 @@ class AliasFollower:
                 return ReloadOutcome("failed", None, served, f"registry: {self.status.last_error}")
             self._registry_answered()
             self._observed = None
-            return await self._reloader.retire(str(unset))
+            return await self._reloader.retire(str(unset), forget_refusal=True)
         except Exception as error:  # noqa: BLE001 - unreachable or confused, the model keeps serving
             self._registry_failed(one_line(error))
             return ReloadOutcome("failed", None, served, f"registry: {self.status.last_error}")

@@ -118,10 +118,13 @@ class Reloader:
                 loop.run_in_executor(self._executor, self._retag, retired, candidate)
             return ReloadOutcome("swapped", source.version, previous, seconds=seconds)
 
-    async def retire(self, reason: str | None) -> ReloadOutcome:
+    async def retire(self, reason: str | None, *, forget_refusal: bool = False) -> ReloadOutcome:
         """Serve nothing from now on (a challenger whose alias is gone, or whose new version was
-        refused): requests go to the champion alone."""
+        refused): requests go to the champion alone. `forget_refusal`: the alias is gone, so an
+        earlier refusal no longer describes the variant."""
         async with self._lock:
+            if forget_refusal:
+                self.last_error = None
             retired = self._store.retire()
             if retired is None:
                 return ReloadOutcome("unchanged", None, None, reason)
@@ -148,12 +151,18 @@ class Reloader:
         seconds = time.perf_counter() - started
         metrics.record_reload(outcome, seconds, self._store.variant)
         self.last_error = ReloadError(source.version, reason, datetime.now(UTC))
+        still = (
+            f"still serving version {previous}"
+            if self._store.variant == CHAMPION
+            else "the champion answers every request"
+        )
         logger.warning(
-            "refused %s version %s: %s; still serving version %s",
+            "refused %s version %s as %s: %s; %s",
             source.name,
             source.version,
+            self._store.variant,
             reason,
-            previous,
+            still,
         )
         return ReloadOutcome(outcome, source.version, previous, reason, seconds)
 

@@ -158,10 +158,13 @@ _MODEL_CALL_ROWS = BATCH_SIZE.labels("model_call")
 
 
 def bind_endpoints(endpoints: Iterable[str]) -> None:
-    """Name the traffic endpoints, whose request series each served variant gets at zero."""
+    """Name the traffic endpoints, whose request series each served variant gets at zero (those
+    published before this call included)."""
     for endpoint in endpoints:
         if endpoint not in _TRAFFIC_ENDPOINTS:
             _TRAFFIC_ENDPOINTS.append(endpoint)
+        for labels in _published.values():
+            _request_series(endpoint, (labels[4], labels[1]))
 
 
 def _request_series(endpoint: str, variant: tuple[str, str]) -> tuple[Counter, Histogram]:

@@ -19,7 +19,7 @@ from server.inference.predictor import ModelFailed, check_row_count
 from server.live.loaded_model import LoadedModel
 from server.routes.dependencies import services_of
 from server.routes.openapi import INVOCATIONS_REQUEST, PREDICTION_ERRORS, request_body
-from server.routes.predictions import choose_variant, variant_headers
+from server.routes.predictions import choose_variant
 from server.routes.schemas import InvocationsResponse
 from server.runtimes.base import ClassifierRuntime
 
@@ -72,4 +72,4 @@ async def invocations(request: Request) -> Response:
     else:
         content = await services.inference.predict_mlflow(model, codec, decoded, max_rows)
         services.router.answered_unread(served)
-    return Response(content, media_type="application/json", headers=variant_headers(served))
+    return Response(content, media_type="application/json", headers=served.headers)

@@ -28,27 +28,16 @@ from server.routes.schemas import BatchPredictResponse, PredictResponse
 
 router = APIRouter(tags=["predictions"])
 
-MODEL_VERSION_HEADER = "X-Model-Version"
-MODEL_VARIANT_HEADER = "X-Model-Variant"
-
 
 def choose_variant(request: Request, router: VariantRouter) -> Served:
     """The variant that answers this request, by its routing key (`X-Routing-Key`, else the
-    authenticated caller), noted on the request for the traffic metrics."""
+    authenticated caller; looked for only when there is a challenger), noted on the request for
+    the traffic metrics."""
     state = request.scope.setdefault("state", {})
-    key = request.headers.get(ROUTING_KEY_HEADER) or state.get(CALLER_STATE)
+    key = (request.headers.get(ROUTING_KEY_HEADER) or state.get(CALLER_STATE)) if router.configured else None
     served = router.choose(key)
     state[VARIANT_STATE] = served.labels
     return served
-
-
-def variant_headers(served: Served) -> dict[str, str]:
-    """Which variant and version produced the answer."""
-    version = served.model.source.version
-    headers = {MODEL_VARIANT_HEADER: served.variant}
-    if version:
-        headers[MODEL_VERSION_HEADER] = version
-    return headers
 
 
 async def _json_body(request: Request, limit: int) -> bytes:
@@ -105,7 +94,7 @@ def _respond(served: Served, result: Prediction | list[Any], *, single: bool) ->
         content = encoder.single(result, version) if single else encoder.batch(result, version)
     else:
         content = generic_body(result, version, single=single)
-    return Response(content, media_type="application/json", headers=variant_headers(served))
+    return Response(content, media_type="application/json", headers=served.headers)
 
 
 @router.post(

@@ -7,6 +7,7 @@ import math
 
 from fastapi import APIRouter
 from prometheus_client.metrics_core import Metric
+from starlette.concurrency import run_in_threadpool
 
 from server.errors import ServingError
 from server.inference.split_policy import SplitPolicy
@@ -37,8 +38,9 @@ class NoChallenger(ServingError):
 
 @router.get("/variants", response_model=VariantsResponse, responses=READ_ERRORS)
 async def variants(services: ServicesDep) -> VariantsResponse:
-    """Both variants: what each serves, and its numbers since its version was loaded."""
-    return _describe(services)
+    """Both variants: what each serves, and its numbers since its version was loaded (read from
+    the metrics, every worker's files with several workers: off the event loop)."""
+    return await run_in_threadpool(_describe, services)
 
 
 @router.put(
@@ -48,17 +50,19 @@ async def variants(services: ServicesDep) -> VariantsResponse:
     responses=error_responses(400, 401, 403, 409, 422, 429),
 )
 async def update_variants(update: VariantsUpdate, services: ServicesDep) -> VariantsResponse:
-    """Applies at once, in every worker of this server; a restart goes back to the settings."""
+    """Applies here at once and in this server's other workers within half a second; a restart goes
+    back to the settings."""
     if services.challenger is None:
         raise NoChallenger("no challenger is configured: set CHALLENGER_ALIAS or CHALLENGER_URI")
     holder = services.router.policy
+    holder.refresh()  # another worker's change first, so a partial update keeps it
     current = holder.current
     holder.set(
         SplitPolicy(
             update.mode or current.mode, current.percent if update.percent is None else update.percent
         )
     )
-    return _describe(services)
+    return await run_in_threadpool(_describe, services)
 
 
 def _describe(services: Services) -> VariantsResponse:

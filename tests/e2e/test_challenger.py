@@ -61,8 +61,13 @@ def _challenger_serving(url: str, version: str = "2") -> bool:
     return challenger["state"] == "serving" and challenger["version"] == version
 
 
-async def _assign(url: str, keys: list[str], concurrency: int = 16) -> dict[str, tuple[str, str]]:
-    """Each key's (variant, version), one /predict per key, `concurrency` at a time."""
+async def _assign(
+    url: str, keys: list[str], concurrency: int = 16, *, fresh_connections: bool = False
+) -> dict[str, tuple[str, str]]:
+    """Each key's (variant, version), one /predict per key, `concurrency` at a time; with
+    `fresh_connections`, each on a connection of its own, so the kernel spreads them over the
+    workers (SO_REUSEPORT hashes each new connection)."""
+    headers = {"Connection": "close"} if fresh_connections else {}
     answers: dict[str, tuple[str, str]] = {}
     queue: asyncio.Queue[str] = asyncio.Queue()
     for key in keys:
@@ -72,7 +77,7 @@ async def _assign(url: str, keys: list[str], concurrency: int = 16) -> dict[str,
         async with httpx.AsyncClient(base_url=url, timeout=30) as http:
             while not queue.empty():
                 key = queue.get_nowait()
-                response = await http.post("/predict", json=ROW, headers={"X-Routing-Key": key})
+                response = await http.post("/predict", json=ROW, headers={"X-Routing-Key": key, **headers})
                 assert response.status_code == 200, response.text
                 assert response.json()["model_version"] == response.headers["x-model-version"]
                 answers[key] = (response.headers["x-model-variant"], response.headers["x-model-version"])
@@ -112,9 +117,14 @@ def test_split_sends_its_share_to_the_challenger_and_each_key_sticks_across_work
         assert {v for k, (variant, v) in answers.items() if variant == "champion"} == {"1"}
         # Sticky: the hash of the key alone decides, so both workers agree with it.
         assert all(answers[k][0] == _expected(k, 20) for k in keys)
-        # The comparison counts what both workers answered.
-        assert _challenger(_variants(api.url))["stats"]["requests"] - before == len(on_challenger)
-        repeated = asyncio.run(_assign(api.url, keys[:500]))
+        # The comparison counts what both workers answered (each counts a request once it is answered).
+        wait_for(
+            lambda: _challenger(_variants(api.url))["stats"]["requests"] - before == len(on_challenger),
+            10,
+            "the challenger's answers counted",
+        )
+        # Each on a new connection: the same keys again, now spread over both workers anew.
+        repeated = asyncio.run(_assign(api.url, keys[:500], fresh_connections=True))
         assert all(repeated[k] == answers[k] for k in keys[:500])
         # Raising the share at run time (every worker follows) moves only champion keys.
         put = httpx.put(f"{api.url}/model/variants", json={"percent": 30})
@@ -134,8 +144,8 @@ def test_split_sends_its_share_to_the_challenger_and_each_key_sticks_across_work
         moved = asyncio.run(_assign(api.url, keys[:2000]))
         assert all(moved[k][0] == "challenger" for k in keys[:2000] if answers[k][0] == "challenger")
     with api_process(base_env, tmp_path / "api-restarted.log", **settings) as restarted:
-        wait_for(lambda: _challenger_serving(restarted.url), 60, "the challenger loaded again")
-        again = asyncio.run(_assign(restarted.url, keys[:1000]))
+        wait_for(lambda: len(_serving_pids(restarted.url, "challenger")) == 2, 60, "the challenger again")
+        again = asyncio.run(_assign(restarted.url, keys[:1000], fresh_connections=True))
         assert all(again[k] == answers[k] for k in keys[:1000])  # back to the configured 20%
 
 
@@ -203,11 +213,14 @@ def test_a_challenger_that_fails_the_gate_is_refused_and_the_champion_answers_ev
         assert {variant for variant, _ in answers.values()} == {"champion"}
         metrics = httpx.get(f"{api.url}/metrics").text
         assert 'model_reloads_total{outcome="refused",variant="challenger"} 1.0' in metrics
-        assert "challenger_traffic_percent 0.0" in metrics
+        # Published by a task every half second: the refusal's 0 shows within one.
+        wait_for(
+            lambda: "challenger_traffic_percent 0.0" in httpx.get(f"{api.url}/metrics").text, 10, "share 0"
+        )
         # A good version on the alias brings the challenger back.
         client_mlflow.set_registered_model_alias(model_name, "challenger", "2")
         wait_for(lambda: _challenger_serving(api.url), 60, "version 2 as challenger")
-    assert f"refused {model_name} version {broken}" in log.read_text()
+    assert f"refused {model_name} version {broken} as challenger: " in log.read_text()
 
 
 def test_promoting_the_challenger_under_load_fails_no_request_and_leaves_one_variant(
@@ -218,6 +231,15 @@ def test_promoting_the_challenger_under_load_fails_no_request_and_leaves_one_var
     with api_process(env, tmp_path / "api.log", **settings) as api, BackgroundLoad(api.url, ROW) as load:
         wait_for(lambda: _challenger_serving(api.url), 60, "the challenger loaded")
         wait_for(lambda: load.variants["challenger"] >= 20, 60, "load on both variants")
+        # The MLflow UI shows where each version is live (tagged in the background).
+        wait_for(
+            lambda: (
+                "serving.default.challenger" in client_mlflow.get_model_version(model_name, "2").tags
+                and "serving.default" in client_mlflow.get_model_version(model_name, "1").tags
+            ),
+            10,
+            "both versions tagged",
+        )
         run_ok("registry_scripts.compare", api.url, "--promote", "--yes", env=env)
         wait_for(
             lambda: (
