@@ -104,7 +104,7 @@ class ModelLoader:
             return str(self.client.get_model_version_by_alias(name, alias).version)
         except MlflowException as error:
             if _names_a_missing_alias(error):
-                raise AliasNotSet(f"{name}@{alias} is not set in the registry") from None
+                raise AliasNotSet(f"the alias {name}@{alias} is not set in the registry") from None
             raise
 
     def describe(self, uri: str, name: str, version: str, alias: str | None) -> ModelSource:

@@ -24,7 +24,7 @@ from registry_scripts.dataset import load_frame
 from registry_scripts.estimators import build_estimator
 from registry_scripts.tracking_server import TrackingServer
 from server.live.loaded_model import LoadedModel
-from server.live.loading import ModelLoader, ModelLoadError, load_with_retry
+from server.live.loading import AliasNotSet, ModelLoader, ModelLoadError, load_with_retry
 from server.live.mlflow_models import load_pyfunc
 
 
@@ -51,7 +51,9 @@ def test_version_and_latest_resolve(
 
 
 def test_unknown_alias_is_an_error(tracking_server: TrackingServer, champion_version: str) -> None:
-    with pytest.raises(Exception, match="alias"):
+    with pytest.raises(
+        AliasNotSet, match=r"^the alias breast-cancer-classifier@nope is not set in the registry$"
+    ):
         ModelLoader(tracking_server.url).resolve("models:/breast-cancer-classifier@nope")
 
 
