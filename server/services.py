@@ -116,15 +116,7 @@ def build_services(settings: ServerSettings, store: ModelStore) -> Services:
         deployment_name=settings.deployment_name,
         tag_live_version=settings.tag_live_version,
     )
-    follower = AliasFollower(
-        settings.model_uri,
-        store,
-        loader,
-        reloader,
-        loader_thread,
-        poll_seconds=settings.model_poll_seconds,
-        signal_path=settings.reload_signal_path,
-    )
+    follower = _follower(settings, settings.model_uri, reloader, loader_thread, optional=False)
     challenger = _challenger(settings, store, loader, challenger_loader_thread, shadow_thread)
     policy = SplitPolicyHolder(
         SplitPolicy(settings.challenger_mode, settings.challenger_percent), settings.variant_policy_path
@@ -185,18 +177,26 @@ def _challenger(
         tag_live_version=settings.tag_live_version,
         contract=champion.peek,
     )
-    follower = AliasFollower(
-        uri,
-        store,
-        loader,
-        reloader,
-        loader_thread,
-        poll_seconds=settings.model_poll_seconds,
-        signal_path=settings.reload_signal_path,
-        optional=True,
-    )
+    follower = _follower(settings, uri, reloader, loader_thread, optional=True)
     return Challenger(
         uri, store, reloader, follower, ShadowScorer(store, shadow_thread, settings.shadow_queue_rows)
+    )
+
+
+def _follower(
+    settings: ServerSettings, uri: str, reloader: Reloader, thread: ThreadPoolExecutor, *, optional: bool
+) -> AliasFollower:
+    """What keeps one variant on its alias: polling every MODEL_POLL_SECONDS, and the workers'
+    shared signal file for webhooks."""
+    return AliasFollower(
+        uri,
+        reloader.store,
+        reloader.loader,
+        reloader,
+        thread,
+        poll_seconds=settings.model_poll_seconds,
+        signal_path=settings.reload_signal_path,
+        optional=optional,
     )
 
 

@@ -10,6 +10,7 @@ models and native lightgbm Boosters are stored in their library's own format and
 
 from __future__ import annotations
 
+import os
 import uuid
 from pathlib import Path
 
@@ -30,6 +31,7 @@ FEATURES, TARGET, CLASS_NAMES = load_frame()
 BROKEN_MODEL_CODE = Path(__file__).parent / "fixtures" / "broken_model.py"
 NARROW_MODEL_CODE = Path(__file__).parent / "fixtures" / "narrow_model.py"
 MULTICLASS_NAMES = ("class_a", "class_b", "class_c")
+PICKLE_SETTING = "MLFLOW_ALLOW_PICKLE_DESERIALIZATION"
 
 
 def register_ours(name: str, model_type: str = "logistic_regression", seed: int = 0) -> str:
@@ -100,7 +102,17 @@ def register_pickled(name: str, marker: Path) -> str:
     `marker` when unpickled, with the served signature."""
     from tests.fixtures.pickled_model import MarksItsUnpickling
 
-    return _register_with_served_signature(name, MarksItsUnpickling(marker))
+    # MLflow unpickles the model once while logging it (its input-example check), and only when
+    # allowed: an in-process app built earlier in this test process may have turned that off.
+    allowed = os.environ.get(PICKLE_SETTING)
+    os.environ[PICKLE_SETTING] = "true"
+    try:
+        return _register_with_served_signature(name, MarksItsUnpickling(marker))
+    finally:
+        if allowed is None:
+            del os.environ[PICKLE_SETTING]
+        else:
+            os.environ[PICKLE_SETTING] = allowed
 
 
 def _register_with_served_signature(name: str, python_model: object) -> str:

@@ -137,6 +137,14 @@ class Reloader:
                 loop.run_in_executor(self._executor, self._retag, retired, None)
             return ReloadOutcome("retired", None, retired.source.version, reason)
 
+    @property
+    def store(self) -> ModelStore:
+        return self._store
+
+    @property
+    def loader(self) -> ModelLoader:
+        return self._loader
+
     def announce(self, model: LoadedModel) -> None:
         """Tag the model the server started with as live (in the background)."""
         if self._tag is not None:
