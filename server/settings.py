@@ -285,6 +285,10 @@ class ServerSettings(BaseSettings):
                 "CHALLENGER_ALIAS needs MODEL_URI to name a registered model (models:/NAME@ALIAS or "
                 "models:/NAME/VERSION), or CHALLENGER_URI"
             )
+        if self.challenger_model_uri is not None and self.challenger_model_uri == self.model_uri:
+            raise ValueError(
+                f"the challenger ({self.challenger_model_uri}) is the champion's MODEL_URI itself"
+            )
         return self
 
     def vetted_credentials(self) -> credentials.Credentials:

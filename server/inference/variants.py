@@ -75,7 +75,9 @@ class VariantRouter:
         champion = self._champion.current
         challenger = self._challenger.peek() if self._challenger is not None else None
         if challenger is None:
-            self._served.pop(CHALLENGER, None)  # a retired challenger is not kept alive from here
+            # A retired challenger is not kept alive from here.
+            self._served.pop(CHALLENGER, None)
+            self._pair = None
             return self._as(CHAMPION, champion)
         if not self._compatible(champion, challenger):
             return self._as(CHAMPION, champion)

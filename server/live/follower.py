@@ -155,7 +155,8 @@ class AliasFollower:
             return ReloadOutcome("failed", None, None, f"registry: {self.status.last_error}")
         self._registry_answered()
         outcome = await self._reloader.reload(source)
-        self._refused = source.version or self._uri if outcome.outcome in ("refused", "failed") else None
+        # Refused by the gate: for good. Failed to load (the artifact store, say): tried again.
+        self._refused = source.version or self._uri if outcome.outcome == "refused" else None
         return outcome
 
     async def _sleep(self) -> None:

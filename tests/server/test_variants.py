@@ -454,6 +454,21 @@ def test_split_keeps_each_routing_key_on_one_variant_and_counts_each_answer(spli
     assert set(_difference(_shadow_requests(document), shadow_before).values()) == {0}  # split copies nothing
 
 
+def test_a_pinned_challenger_uri_is_loaded_once_and_answers_its_share(
+    tracking_server: TrackingServer, variant_model: str
+) -> None:
+    """CHALLENGER_URI naming a version, not an alias: loaded at start, nothing to follow."""
+    pinned = f"models:/{variant_model}/2"
+    with _challenger_app(
+        tracking_server, variant_model, challenger_uri=pinned, challenger_percent=50
+    ) as client:
+        _await_challenger(client, "2")
+        challenger = _variant(_variants(client), CHALLENGER)
+        assert (challenger["model_uri"], challenger["alias"]) == (pinned, None)
+        keys = [f"pinned-{i}" for i in range(60)]
+        assert [_answer(client, key) for key in keys] == [_expected_variant(key, 50) for key in keys]
+
+
 def test_split_at_zero_percent_sends_every_key_to_the_champion(split_client: TestClient) -> None:
     keys = [f"key-{i}" for i in range(40)]
     on_challenger = [key for key in keys if _expected_variant(key, 50) == CHALLENGER]
@@ -726,6 +741,22 @@ def test_a_challenger_alias_with_other_characters_is_refused() -> None:
     with pytest.raises(ValidationError) as refused:
         ServerSettings(model_uri="models:/fraud@champion", challenger_alias="chal lenger")
     assert describe_invalid_settings(refused.value).startswith("CHALLENGER_ALIAS: ")
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"model_uri": "models:/fraud@champion", "challenger_alias": "champion"},
+        {"model_uri": "models:/fraud@champion", "challenger_uri": "models:/fraud@champion"},
+    ],
+    ids=["the champion's alias", "the champion's URI"],
+)
+def test_a_challenger_that_is_the_champion_is_refused(options: dict[str, str]) -> None:
+    with pytest.raises(ValidationError) as refused:
+        ServerSettings(**options)
+    assert describe_invalid_settings(refused.value) == (
+        "the challenger (models:/fraud@champion) is the champion's MODEL_URI itself"
+    )
 
 
 # --- 8. histogram_quantile -----------------------------------------------------------------------
