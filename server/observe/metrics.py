@@ -272,19 +272,19 @@ class Exposition:
 
     def families(self) -> list[Metric]:
         """Every metric family, added up across workers as `render` does."""
-        if self._multiprocess_dir:
-            registry = CollectorRegistry()
-            multiprocess.MultiProcessCollector(registry, path=str(self._multiprocess_dir))
-            return list(registry.collect())
-        return list(self._registry.collect())
+        return list(self._current().collect())
 
     def render(self) -> bytes:
-        if self._multiprocess_dir:
-            registry = CollectorRegistry()
-            multiprocess.MultiProcessCollector(registry, path=str(self._multiprocess_dir))
-            registry.register(self._uptime)
-            return generate_latest(registry)
-        return generate_latest(self._registry)
+        return generate_latest(self._current())
+
+    def _current(self) -> CollectorRegistry:
+        """The registry to read now: in multiprocess mode, every worker's files as they are."""
+        if not self._multiprocess_dir:
+            return self._registry
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry, path=str(self._multiprocess_dir))
+        registry.register(self._uptime)
+        return registry
 
     # The classic text format every Prometheus version scrapes; our names need no escaping.
     content_type = CONTENT_TYPE_PLAIN_0_0_4

@@ -88,9 +88,7 @@ def shadow_numbers(families: list[Metric], version: str) -> ShadowNumbers:
     for sample_labels, value in _matching(families, "shadow_agreement_total", labels):
         agreement[sample_labels["outcome"]] = agreement.get(sample_labels["outcome"], 0.0) + value
     return ShadowNumbers(
-        requests={
-            outcome: requests.get(outcome, 0.0) for outcome in ("scored", "dropped", "failed", "skipped")
-        },
+        requests={outcome: requests.get(outcome, 0.0) for outcome in SHADOW_OUTCOMES},
         same_class=agreement["same_class"],
         different_class=agreement["different_class"],
         difference_buckets=_buckets(_matching(families, "shadow_probability_difference_bucket", labels)),
