@@ -22,7 +22,7 @@ from registry_scripts.processes import api_process
 from server.inference.variants import bucket_of
 from tests.e2e.load import BackgroundLoad
 from tests.helpers import run_ok, wait_for
-from tests.registry import FEATURES, champion_model, register_broken, register_ours
+from tests.registry import FEATURES, champion_model, register_29_features, register_broken, register_ours
 
 ROW = {k: float(v) for k, v in FEATURES.iloc[0].items()}
 ROWS = [{k: float(v) for k, v in row.items()} for _, row in FEATURES.iterrows()]
@@ -221,6 +221,38 @@ def test_a_challenger_that_fails_the_gate_is_refused_and_the_champion_answers_ev
         client_mlflow.set_registered_model_alias(model_name, "challenger", "2")
         wait_for(lambda: _challenger_serving(api.url), 60, "version 2 as challenger")
     assert f"refused {model_name} version {broken} as challenger: " in log.read_text()
+
+
+def test_the_challenger_keeps_the_champions_signature_whatever_allow_signature_change_says(
+    base_env: dict[str, str], model_name: str, client_mlflow: MlflowClient, tmp_path: Path
+) -> None:
+    """README: the challenger's signature must match the champion's, whatever ALLOW_SIGNATURE_CHANGE
+    says; should the champion change its signature, the challenger answers nothing."""
+    narrow = register_29_features(model_name)  # version 3: no feature_30
+    settings = _settings(model_name, CHALLENGER_PERCENT="50", ALLOW_SIGNATURE_CHANGE="true")
+    keys = [f"user-{i}" for i in range(200)]
+    with api_process(base_env, tmp_path / "api.log", **settings) as api:
+        wait_for(lambda: _challenger_serving(api.url), 60, "the challenger loaded")
+        client_mlflow.set_registered_model_alias(model_name, "challenger", narrow)
+        wait_for(lambda: _challenger(_variants(api.url))["state"] == "refused", 60, "the narrow one refused")
+        assert "signature" in _challenger(_variants(api.url))["last_reload_error"]["reason"]
+        client_mlflow.set_registered_model_alias(model_name, "challenger", "2")
+        wait_for(lambda: _challenger_serving(api.url), 60, "version 2 as challenger again")
+        # The champion may change its signature (ALLOW_SIGNATURE_CHANGE); the challenger then no
+        # longer reads the champion's features, and answers none.
+        client_mlflow.set_registered_model_alias(model_name, "champion", narrow)
+        wait_for(lambda: _variants(api.url)["variants"][0]["version"] == narrow, 60, "the narrow champion")
+        assert _challenger_serving(api.url)
+        narrow_row = {k: v for k, v in ROW.items() if k != "feature_30"}
+        with httpx.Client(base_url=api.url, timeout=30) as http:
+            for key in keys:
+                response = http.post("/predict", json=narrow_row, headers={"X-Routing-Key": key})
+                assert response.status_code == 200, response.text
+                assert (response.headers["x-model-variant"], response.headers["x-model-version"]) == (
+                    "champion",
+                    narrow,
+                )
+    assert any(_expected(key, 50) == "challenger" for key in keys)  # keys the challenger would have had
 
 
 def test_promoting_the_challenger_under_load_fails_no_request_and_leaves_one_variant(

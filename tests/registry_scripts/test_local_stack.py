@@ -203,6 +203,15 @@ def test_make_run_serves_on_loopback_only_and_stops_on_sigterm_to_make(
             if conn.status == psutil.CONN_LISTEN and conn.laddr.port == stack.api_port
         }
         assert listening == {"127.0.0.1"}
+        # README: `make run` follows @challenger (split, 10%) until CHALLENGER_ALIAS= turns it off.
+        variants = httpx.get(f"http://127.0.0.1:{stack.api_port}/model/variants", timeout=30).json()
+        assert (variants["mode"], variants["percent"]) == ("split", 10.0)
+        challenger = variants["variants"][1]
+        assert (challenger["variant"], challenger["state"], challenger["model_uri"]) == (
+            "challenger",
+            "absent",
+            "models:/breast-cancer-classifier@challenger",
+        )
         os.kill(stack.process.pid, signal.SIGTERM)  # make passes SIGTERM on to the launcher
         code = stack.process.wait(timeout=STOP_SECONDS)
         stack.assert_nothing_left()

@@ -47,6 +47,7 @@ from model_wrapper import contract
 from registry_scripts.tracking_server import TrackingServer
 from server.app import create_app
 from server.edge.credentials import digest
+from server.inference.shadow import ShadowCopy, score_copies
 from server.inference.split_policy import SplitPolicy, SplitPolicyHolder
 from server.inference.variants import BUCKETS, VariantRouter, bucket_of
 from server.live.loaded_model import LoadedModel
@@ -57,6 +58,7 @@ from server.settings import ServerSettings, describe_invalid_settings
 from tests.helpers import wait_for
 from tests.registry import CLASS_NAMES, FEATURES, champion_model, register_ours
 from tests.server.conftest import record
+from tests.server.metrics_text import counted, sample
 
 ROW = record(FEATURES)
 LOAD_TIMEOUT = 90.0  # a challenger's download and load from the test registry, with room to spare
@@ -600,6 +602,25 @@ def test_a_full_shadow_queue_drops_copies_never_answers(
     assert done["scored"] == sent - while_busy["dropped"]
     assert (done["failed"], done["skipped"]) == (0, 0)
     assert document["shadow"]["waiting"] == 0
+
+
+def test_copies_left_for_a_replaced_challenger_version_are_skipped_not_scored(
+    client: TestClient, loaded_champion: LoadedModel
+) -> None:
+    """README: copies left for a challenger version that has since been replaced count as skipped."""
+    assert loaded_champion.runtime is not None
+    rows = FEATURES.head(3).to_numpy(dtype=np.float64)
+    answer = loaded_champion.runtime.score(rows)
+    stale = "replaced-" + os.urandom(4).hex()  # a version label no other test uses
+    served = str(loaded_champion.source.version)
+    before = client.get("/metrics").text
+    score_copies(loaded_champion, [ShadowCopy(stale, loaded_champion, rows, answer)])
+    after = client.get("/metrics").text
+    assert sample(after, "shadow_requests_total", version=stale, outcome="skipped") == 1
+    for outcome in ("scored", "failed"):
+        assert counted(after, "shadow_requests_total", version=served, outcome=outcome) == counted(
+            before, "shadow_requests_total", version=served, outcome=outcome
+        )
 
 
 def test_a_challenger_failing_at_scoring_time_leaves_every_answer_alone(
