@@ -23,7 +23,7 @@ from server.live.loading import ModelLoader, load_with_retry
 from server.live.model_store import ModelStore
 from server.process.logging_setup import configure_logging
 from server.process.mlflow_env import apply_mlflow_client_settings
-from server.routes import admin, health, invocations, model_info, predictions, variants
+from server.routes import admin, health, invocations, model_info, monitoring, predictions, variants
 from server.routes import metrics as metrics_routes
 from server.routes.openapi import OpenApiBuilder
 from server.services import Services, build_services
@@ -61,7 +61,8 @@ def _warmed(model: LoadedModel) -> LoadedModel:
 
 
 def _background_tasks(services: Services) -> list[asyncio.Task[None]]:
-    """What runs beside the requests: the alias followers, the variant policy, the shadow."""
+    """What runs beside the requests: the alias followers, the variant policy, the shadow, the
+    prediction log's writer and retention, drift."""
     loop = asyncio.get_running_loop()
     tasks = [
         loop.create_task(services.follower.run(), name="alias-follower"),
@@ -71,6 +72,11 @@ def _background_tasks(services: Services) -> list[asyncio.Task[None]]:
     if challenger is not None:
         tasks.append(loop.create_task(challenger.follower.run(), name="challenger-follower"))
         tasks.append(loop.create_task(challenger.shadow.run(), name="shadow-scorer"))
+    monitoring = services.monitoring
+    if monitoring is not None:
+        tasks.append(loop.create_task(monitoring.log.run(), name="prediction-log"))
+        tasks.append(loop.create_task(monitoring.log.keep_retention(), name="prediction-log-retention"))
+        tasks.append(loop.create_task(monitoring.drift.run(), name="drift"))
     return tasks
 
 
@@ -86,6 +92,8 @@ def create_app(settings: ServerSettings, *, store: ModelStore | None = None) -> 
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         if not store.loaded:
             store.swap(await run_in_threadpool(load_initial_model, settings, services.loader))
+        if services.monitoring is not None:
+            await services.monitoring.log.start()
         freeze_startup_objects()
         services.reloader.announce(store.current)
         tasks = _background_tasks(services)
@@ -118,6 +126,7 @@ def create_app(settings: ServerSettings, *, store: ModelStore | None = None) -> 
         invocations.router,
         model_info.router,
         variants.router,
+        monitoring.router,
         health.router,
         metrics_routes.router,
     ):

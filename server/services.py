@@ -6,6 +6,7 @@ import math
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from server.edge.auth import Authenticator, build_authenticator
 from server.edge.in_flight import InFlight
@@ -30,6 +31,13 @@ from server.live.webhooks import DeliveryVerifier
 from server.observe import metrics
 from server.settings import ServerSettings
 
+if TYPE_CHECKING:  # the database layer is imported only when PREDICTION_LOG_URL is set
+    from server.observe.drift import DriftMonitor, ServedVersion
+    from server.observe.prediction_log.writer import PredictionLog
+
+# Seconds a stopping server spends writing the prediction log's queue before counting it dropped.
+LOG_FLUSH_SECONDS = 5.0
+
 
 @dataclass
 class Challenger:
@@ -40,6 +48,23 @@ class Challenger:
     reloader: Reloader
     follower: AliasFollower
     shadow: ShadowScorer
+
+
+@dataclass
+class Monitoring:
+    """The prediction log, drift computed from it, and their threads (database calls never run on
+    the event loop, and drift's reads never wait behind the log's writes)."""
+
+    log: PredictionLog
+    drift: DriftMonitor
+    log_thread: ThreadPoolExecutor
+    drift_thread: ThreadPoolExecutor
+
+    async def close(self) -> None:
+        await self.log.flush(LOG_FLUSH_SECONDS)
+        self.drift_thread.shutdown(wait=True, cancel_futures=True)
+        self.log_thread.shutdown(wait=True, cancel_futures=True)
+        self.log.engine.dispose()
 
 
 @dataclass
@@ -56,6 +81,7 @@ class Services:
     follower: AliasFollower
     challenger: Challenger | None
     router: VariantRouter
+    monitoring: Monitoring | None
     webhook_verifier: DeliveryVerifier | None
     authenticator: Authenticator | None
     limiter: Limiter | None
@@ -74,8 +100,15 @@ class Services:
             return (self.follower,)
         return (self.follower, self.challenger.follower)
 
+    @property
+    def prediction_log(self) -> PredictionLog | None:
+        return None if self.monitoring is None else self.monitoring.log
+
     async def close(self) -> None:
-        """Stop the threads (waiting for the model call in progress) and the Redis connections."""
+        """Stop the threads (waiting for the model call in progress), write what the prediction log
+        holds, and close the Redis connections."""
+        if self.monitoring is not None:
+            await self.monitoring.close()
         self.loader_thread.shutdown(wait=False, cancel_futures=True)
         self.challenger_loader_thread.shutdown(wait=False, cancel_futures=True)
         self.inference_thread.shutdown(wait=True, cancel_futures=True)
@@ -122,6 +155,7 @@ def build_services(settings: ServerSettings, store: ModelStore) -> Services:
         SplitPolicy(settings.challenger_mode, settings.challenger_percent), settings.variant_policy_path
     )
     secret = settings.mlflow_webhook_secret
+    monitoring = _monitoring(settings, store, challenger)
     return Services(
         settings=settings,
         store=store,
@@ -137,6 +171,7 @@ def build_services(settings: ServerSettings, store: ModelStore) -> Services:
             policy,
             challenger.shadow if challenger else None,
         ),
+        monitoring=monitoring,
         webhook_verifier=(
             DeliveryVerifier(secret.get_secret_value(), settings.webhook_max_age_seconds, _ledger(settings))
             if secret
@@ -181,6 +216,62 @@ def _challenger(
     return Challenger(
         uri, store, reloader, follower, ShadowScorer(store, shadow_thread, settings.shadow_queue_rows)
     )
+
+
+def _monitoring(
+    settings: ServerSettings, store: ModelStore, challenger: Challenger | None
+) -> Monitoring | None:
+    """The prediction log and drift, when PREDICTION_LOG_URL is set."""
+    url = settings.prediction_log_dsn()
+    if url is None:
+        return None
+    from server.observe.drift import DriftMonitor
+    from server.observe.prediction_log.database import open_engine
+    from server.observe.prediction_log.migrate import prepare
+    from server.observe.prediction_log.writer import PredictionLog
+
+    engine = open_engine(url)
+    log_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prediction-log")
+    drift_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="drift")
+    stores = [store] if challenger is None else [store, challenger.store]
+    log = PredictionLog(
+        engine,
+        log_thread,
+        queue_rows=settings.prediction_log_queue_rows,
+        sample=settings.prediction_log_sample,
+        retention_days=settings.prediction_log_retention_days,
+        prepare=lambda: prepare(engine, migrate=settings.prediction_log_migrate),
+    )
+    drift = DriftMonitor(
+        engine,
+        drift_thread,
+        lambda: _served_versions(stores),
+        max_rows=settings.drift_window_rows,
+        max_seconds=settings.drift_window_seconds,
+        min_rows=settings.drift_min_rows,
+    )
+    return Monitoring(log, drift, log_thread, drift_thread)
+
+
+def _served_versions(stores: list[ModelStore]) -> list[ServedVersion]:
+    """The variants serving now, each with its model's reference profile."""
+    from server.observe.drift import ServedVersion
+
+    served = []
+    for store in stores:
+        model = store.peek()
+        if model is not None:
+            source = model.source
+            served.append(
+                ServedVersion(
+                    source.name,
+                    source.version,
+                    store.variant,
+                    model.reference_profile,
+                    model.reference_problem,
+                )
+            )
+    return served
 
 
 def _follower(

@@ -14,6 +14,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from server.edge import credentials
 
 MIB = 1024 * 1024
+_SECONDS_PER_UNIT = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 
 class ServerSettings(BaseSettings):
@@ -238,6 +239,41 @@ class ServerSettings(BaseSettings):
         default="", description="Comma-separated origins allowed by CORS; empty: CORS off."
     )
     docs_enabled: bool = Field(default=True, description="Serve /docs, /redoc and /openapi.json.")
+    prediction_log_url: SecretStr | None = Field(
+        default=None,
+        description="Write every prediction (sampled by PREDICTION_LOG_SAMPLE) to the `predictions` table "
+        "of this SQLAlchemy database: `sqlite:///path.db`, or `postgresql://user:password@host/db` "
+        "(psycopg). Unset: no prediction log, and no drift (it is computed from the log).",
+    )
+    prediction_log_sample: float = Field(
+        default=1.0, ge=0, le=1, description="The share of prediction requests written to the log (0-1)."
+    )
+    prediction_log_queue_rows: int = Field(
+        default=100_000,
+        ge=1,
+        description="Rows waiting to be written (per worker) while the database is slow or down; "
+        "rows beyond it are dropped and counted (`prediction_log_dropped_total`), never a request.",
+    )
+    prediction_log_migrate: bool = Field(
+        default=True,
+        description="At start, bring the prediction log's schema to this version (Alembic). False: "
+        "refuse to start unless it is already current (`python -m server.observe.prediction_log "
+        "upgrade` migrates it).",
+    )
+    prediction_log_retention_days: float = Field(
+        default=30.0,
+        ge=0,
+        description="Rows older than this many days are deleted (in batches, hourly). 0: kept forever.",
+    )
+    drift_window: str = Field(
+        default="10000/1h",
+        pattern=r"^\s*[1-9][0-9]*\s*/\s*[0-9]+(\.[0-9]+)?\s*[smhd]\s*$",
+        description="The live window drift is computed over, `ROWS/DURATION` (`10000/1h`: the latest "
+        "10,000 logged rows of the last hour, per served version; durations in s, m, h or d).",
+    )
+    drift_min_rows: int = Field(
+        default=200, ge=1, description="Rows a version's window needs before drift numbers are given."
+    )
     prometheus_multiproc_dir: Path | None = Field(
         default=None,
         description="Set by `python -m server` to a fresh folder when WORKERS > 1, so metrics "
@@ -303,8 +339,34 @@ class ServerSettings(BaseSettings):
         )
 
     @property
+    def drift_window_rows(self) -> int:
+        return int(self.drift_window.split("/", 1)[0])
+
+    @property
+    def drift_window_seconds(self) -> float:
+        duration = self.drift_window.split("/", 1)[1].strip()
+        return float(duration[:-1]) * _SECONDS_PER_UNIT[duration[-1]]
+
+    def prediction_log_dsn(self) -> str | None:
+        """PREDICTION_LOG_URL for SQLAlchemy: a bare `postgresql://` means psycopg (3), the driver
+        installed with the server, not SQLAlchemy's default psycopg2."""
+        if self.prediction_log_url is None:
+            return None
+        url = self.prediction_log_url.get_secret_value().strip()
+        for bare in ("postgresql://", "postgres://"):
+            if url.startswith(bare):
+                return "postgresql+psycopg://" + url.removeprefix(bare)
+        return url
+
+    @property
     def cors_origin_list(self) -> list[str]:
         return [origin.strip() for origin in self.cors_origins.split(",") if origin.strip()]
+
+    @field_validator("prediction_log_url", mode="before")
+    @classmethod
+    def _blank_url_is_unset(cls, value: object) -> object:
+        """`PREDICTION_LOG_URL=` switches off the log `make run` turns on."""
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("challenger_alias", "challenger_uri", mode="before")
     @classmethod

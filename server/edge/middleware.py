@@ -14,6 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from server.edge.error_handlers import ERROR_CODE_STATE
 from server.edge.request_context import (
     REQUEST_ID_HEADER,
+    STARTED_STATE,
     VARIANT_STATE,
     accept_or_generate,
     current_request_id,
@@ -98,6 +99,7 @@ class PredictionTrafficMiddleware:
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()
+        scope.setdefault("state", {})[STARTED_STATE] = start
         status = 500
 
         async def capture(message: Message) -> None:

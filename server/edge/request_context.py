@@ -15,6 +15,7 @@ current_request_id: ContextVar[str | None] = ContextVar("request_id", default=No
 
 # What the layers of one request tell each other, in its ASGI `scope["state"]`:
 CALLER_STATE = "caller"  # the authenticated caller's name (AccessMiddleware), a routing key
+STARTED_STATE = "started"  # time.perf_counter() when the traffic middleware saw the request
 VARIANT_STATE = "variant"  # (variant, version) of the model that met it (the prediction routes), for metrics
 
 

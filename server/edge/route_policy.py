@@ -41,6 +41,8 @@ ROUTES: dict[str, RoutePolicy] = {
     "/invocations": _PREDICTION,
     "/model/reload": RoutePolicy(scope="admin"),
     "/model/variants": RoutePolicy(scope="predict", change_scope="admin"),
+    "/model/drift": DEFAULT_POLICY,
+    "/predictions": RoutePolicy(scope="admin"),  # the log holds every caller's inputs
     "/metrics": _METRICS,
     "/prometheus-metrics": _METRICS,
     "/health": _OPEN,

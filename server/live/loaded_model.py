@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 from mlflow.pyfunc import PyFuncModel
 
+from model_wrapper.reference_profile import ReferenceProfile
 from server.runtimes.base import ClassifierRuntime
 from server.runtimes.selection import GENERIC, select_runtime
 from server.runtimes.signature import Features, FeatureSpec, features_of
@@ -48,6 +49,9 @@ class LoadedModel:
     example: pd.DataFrame | None
     local_dir: Path | None
     loaded_at: datetime
+    # The training data's profile, for drift (None: the version has none, for `reference_problem`).
+    reference_profile: ReferenceProfile | None = None
+    reference_problem: str | None = None
 
     @property
     def features(self) -> tuple[FeatureSpec, ...] | None:
@@ -86,7 +90,12 @@ def _example(pyfunc: PyFuncModel) -> pd.DataFrame | None:
     return example if isinstance(example, pd.DataFrame) else None
 
 
-def build_loaded_model(source: ModelSource, pyfunc: PyFuncModel, local_dir: Path | None) -> LoadedModel:
+def build_loaded_model(
+    source: ModelSource,
+    pyfunc: PyFuncModel,
+    local_dir: Path | None,
+    reference: tuple[ReferenceProfile | None, str | None] = (None, "the model has no registry run"),
+) -> LoadedModel:
     """Inspect a freshly loaded pyfunc once, so serving never has to."""
     features = features_of(pyfunc)
     runtime = select_runtime(pyfunc, features)
@@ -98,4 +107,6 @@ def build_loaded_model(source: ModelSource, pyfunc: PyFuncModel, local_dir: Path
         example=_example(pyfunc),
         local_dir=local_dir,
         loaded_at=datetime.now(UTC),
+        reference_profile=reference[0],
+        reference_problem=reference[1],
     )

@@ -6,6 +6,7 @@ cannot race an alias move; the live-promotion follower resolves often and loads 
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import shutil
@@ -24,6 +25,7 @@ from mlflow.exceptions import MlflowException
 
 from model_wrapper import FEATURE_NAMES, save_classifier
 from model_wrapper.estimator_io import load_estimator
+from model_wrapper.reference_profile import PROFILE_ARTIFACT, ReferenceProfile
 from server.live.loaded_model import LoadedModel, ModelSource, build_loaded_model
 from server.live.mlflow_models import load_pyfunc
 from server.live.model_requirements import unmet_requirements
@@ -137,10 +139,33 @@ class ModelLoader:
             python_version = pyfunc.metadata.flavors.get("python_function", {}).get("python_version")
             for problem in unmet_requirements(Path(path), python_version):
                 logger.warning("model %s: %s", source.uri, problem)
-            return build_loaded_model(source, pyfunc, local_dir)
+            return build_loaded_model(source, pyfunc, local_dir, self.reference_profile(source, local_dir))
         except BaseException:
             shutil.rmtree(local_dir, ignore_errors=True)
             raise
+
+    def reference_profile(
+        self, source: ModelSource, local_dir: Path
+    ) -> tuple[ReferenceProfile | None, str | None]:
+        """The training data's profile the version's run carries (`reference_profile.json`, logged by
+        `registry_scripts.train`), or None and why: a model logged elsewhere has none, and is
+        served all the same, without drift numbers."""
+        if source.run_id is None:
+            return None, "the model has no registry run to carry a reference profile"
+        try:
+            path = mlflow.artifacts.download_artifacts(
+                run_id=source.run_id,
+                artifact_path=PROFILE_ARTIFACT,
+                dst_path=str(local_dir / "reference"),
+                tracking_uri=self._tracking_uri,
+            )
+        except Exception:  # noqa: BLE001 - MLflow raises several kinds for a missing artifact
+            return None, f"its run has no {PROFILE_ARTIFACT} (logged without registry_scripts.train)"
+        try:
+            profile = ReferenceProfile.from_dict(json.loads(Path(path).read_text()))
+        except (ValueError, OSError) as error:
+            return None, f"its {PROFILE_ARTIFACT} cannot be used: {one_line(error)}"
+        return profile, None
 
     def load_uri(self, uri: str) -> LoadedModel:
         return self.load(self.resolve(uri))

@@ -137,6 +137,50 @@ SHADOW_PROBABILITY_DIFFERENCE = Histogram(
     buckets=PROBABILITY_DIFFERENCE_BUCKETS,
 )
 
+PREDICTION_LOG_WRITTEN = Counter("prediction_log_written", "Rows written to the prediction log's database.")
+PREDICTION_LOG_DROPPED = Counter(
+    "prediction_log_dropped",
+    "Rows not written to the prediction log: its queue was full (the database slow or down), or "
+    "the server stopped before it could write them.",
+    ["reason"],
+)
+PREDICTION_LOG_QUEUE_ROWS = Gauge(
+    "prediction_log_queue_rows",
+    "Rows waiting to be written to the prediction log.",
+    multiprocess_mode="livesum",
+)
+PREDICTION_LOG_WRITE_ERRORS = Counter(
+    "prediction_log_write_errors",
+    "Failed attempts to write a batch to the prediction log (its rows wait and are retried).",
+)
+# Every worker computes drift from the same database: the most recent value is the answer.
+FEATURE_DRIFT_PSI = Gauge(
+    "feature_drift_psi",
+    "Population stability index of a feature over the live window against the version's training "
+    "data (NaN once the version is no longer served).",
+    ["feature", "version"],
+    multiprocess_mode="mostrecent",
+)
+FEATURE_DRIFT_KS = Gauge(
+    "feature_drift_ks",
+    "Two-sample Kolmogorov-Smirnov statistic of a feature over the live window against the "
+    "version's training data (NaN once the version is no longer served).",
+    ["feature", "version"],
+    multiprocess_mode="mostrecent",
+)
+PREDICTED_CLASS_RATIO = Gauge(
+    "predicted_class_ratio",
+    "A class's share of the predictions in the live window over its share of the training data.",
+    ["class", "version"],
+    multiprocess_mode="mostrecent",
+)
+DRIFT_WINDOW_ROWS = Gauge(
+    "drift_window_rows",
+    "Logged rows in a version's live drift window.",
+    ["version"],
+    multiprocess_mode="mostrecent",
+)
+
 
 class UptimeCollector(Collector):
     """`api_uptime_seconds`, computed when scraped."""

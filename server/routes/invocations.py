@@ -17,6 +17,7 @@ from server.codecs.mlflow_scoring import write_predictions
 from server.codecs.per_model import invocation_codec, prediction_encoder
 from server.inference.predictor import ModelFailed, check_row_count
 from server.live.loaded_model import LoadedModel
+from server.routes.answers import answered
 from server.routes.dependencies import services_of
 from server.routes.openapi import INVOCATIONS_REQUEST, PREDICTION_ERRORS, request_body
 from server.routes.predictions import choose_variant
@@ -68,8 +69,8 @@ async def invocations(request: Request) -> Response:
         except ModelFailed:
             raise model_failed() from None
         content = mlflow_answer(model, runtime, prediction)
-        services.router.answered(served, decoded.features, prediction)
+        answered(request, services, served, decoded.features, prediction)
     else:
         content = await services.inference.predict_mlflow(model, codec, decoded, max_rows)
-        services.router.answered_unread(served)
+        answered(request, services, served, None, None)
     return Response(content, media_type="application/json", headers=served.headers)

@@ -22,6 +22,7 @@ from server.codecs.responses import generic_body
 from server.edge.request_context import CALLER_STATE, VARIANT_STATE
 from server.errors import InvalidInput, Problem
 from server.inference.variants import ROUTING_KEY_HEADER, Served, VariantRouter
+from server.routes.answers import answered
 from server.routes.dependencies import services_of
 from server.routes.openapi import BATCH_REQUEST, PREDICT_REQUEST, PREDICTION_ERRORS, request_body
 from server.routes.schemas import BatchPredictResponse, PredictResponse
@@ -115,7 +116,7 @@ async def predict(request: Request) -> Response:
         features = await declined_features(codec.fast_single, codec.checked_single, body)
     answer = await services.inference.predict(model, features, served.labels)
     response = _respond(served, answer, single=True)
-    services.router.answered(served, features, answer)
+    answered(request, services, served, features, answer)
     return response
 
 
@@ -138,5 +139,5 @@ async def batch_predict(request: Request) -> Response:
         features = await declined_features(codec.fast_batch, codec.checked_batch, body, max_rows)
     answer = await services.inference.predict(model, features, served.labels)
     response = _respond(served, answer, single=False)
-    services.router.answered(served, features, answer)
+    answered(request, services, served, features, answer)
     return response

@@ -81,6 +81,14 @@ def test_the_compose_file_is_valid_and_wires_the_stack() -> None:
     assert services["mlflow"]["environment"]["MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS"] == "true"
     assert services["api"]["environment"]["MODEL_URI"] == "models:/breast-cancer-classifier@champion"
     assert all("healthcheck" in services[name] for name in ("postgres", "mlflow", "api"))
+    # The prediction log: a `predictions` database on the same PostgreSQL, created at its first start.
+    assert services["api"]["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert services["api"]["environment"]["PREDICTION_LOG_URL"].startswith("postgresql+psycopg://mlflow:")
+    assert services["api"]["environment"]["PREDICTION_LOG_URL"].endswith("@postgres:5432/predictions")
+    mounts = [v.split(":") for v in services["postgres"]["volumes"]]  # source:target:mode
+    init = [m for m in mounts if m[1].startswith("/docker-entrypoint-initdb.d/")]
+    assert [m[2] for m in init] == ["ro"]
+    assert "CREATE DATABASE predictions;" in Path(init[0][0]).read_text()
 
 
 def test_compose_refuses_to_start_without_its_secrets(tmp_path: Path) -> None:
@@ -372,13 +380,39 @@ def test_network_policies_confine_each_service() -> None:
     assert namespaces == {"ingress-nginx", "monitoring"}
     api_egress = policies["registry-serve-api"]["egress"]
     assert [rule["to"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/name"] for rule in api_egress] == [
-        "mlflow"
+        "mlflow",
+        "postgres",  # the prediction log's database
     ]
+    assert api_egress[1]["ports"] == [{"protocol": "TCP", "port": 5432}]
+    postgres_sources = {
+        s["podSelector"]["matchLabels"]["app.kubernetes.io/name"]
+        for s in policies["postgres"]["ingress"][0]["from"]
+    }
+    assert postgres_sources == {"mlflow", "registry-serve-api"}
     mlflow_sources = {
         s["podSelector"]["matchLabels"]["app.kubernetes.io/name"]
         for s in policies["mlflow"]["ingress"][0]["from"]
     }
     assert mlflow_sources == {"registry-serve-api", "trainer"}
+
+
+def test_the_api_logs_predictions_to_its_own_database_on_postgres() -> None:
+    """PREDICTION_LOG_URL (a password in it) comes from a Secret, optional so that the API file
+    applies on its own; PostgreSQL's first start creates the `predictions` database it names."""
+    documents = _kustomized()
+    pod = _kind(documents, "Deployment", "registry-serve-api")["spec"]["template"]["spec"]
+    env = {e["name"]: e for e in pod["containers"][0]["env"]}
+    reference = env["PREDICTION_LOG_URL"]["valueFrom"]["secretKeyRef"]
+    assert reference == {"name": "registry-serve-secrets", "key": "prediction-log-url", "optional": True}
+    url = _kind(documents, "Secret", "registry-serve-secrets")["stringData"]["prediction-log-url"]
+    assert url.startswith("postgresql+psycopg://")
+    assert url.endswith("@postgres:5432/predictions")
+    postgres = _kind(documents, "StatefulSet", "postgres")["spec"]["template"]["spec"]
+    mount = next(m for m in postgres["containers"][0]["volumeMounts"] if m["name"] == "init")
+    assert (mount["mountPath"], mount["readOnly"]) == ("/docker-entrypoint-initdb.d", True)
+    volume = next(v for v in postgres["volumes"] if v["name"] == "init")
+    script = _kind(documents, "ConfigMap", volume["configMap"]["name"])["data"]
+    assert "CREATE DATABASE predictions;" in "".join(script.values())
 
 
 def test_the_single_api_file_applies_on_its_own(tmp_path: Path) -> None:

@@ -1,0 +1,99 @@
+"""Bringing the prediction log's schema to this server's version with Alembic, or refusing to
+start when it is not there and migrating is off (PREDICTION_LOG_MIGRATE=false, for teams that
+migrate as a deployment step: `python -m server.observe.prediction_log upgrade`).
+
+Several workers and replicas start at once, so migrating is serialised: a PostgreSQL advisory lock
+held for the migration, or, for a SQLite file (one machine), a lock file beside it. The second to
+get the lock finds the schema current and does nothing.
+"""
+
+from __future__ import annotations
+
+import fcntl
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy.engine import Connection, Engine
+
+from server.observe.prediction_log.database import sqlite_file
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+VERSION_TABLE = "prediction_log_alembic_version"
+# pg_advisory_lock's key: any constant of this application's own ("rs-plog" in ASCII).
+ADVISORY_LOCK_KEY = 0x72732D706C6F67
+
+
+class SchemaNotCurrent(RuntimeError):
+    """The database's schema is not the one this server writes, and migrating is off."""
+
+
+def _config(connection: Connection | None = None) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection
+    return config
+
+
+def head_revision() -> str:
+    head = ScriptDirectory.from_config(_config()).get_current_head()
+    assert head is not None, "the prediction log has no migrations"
+    return head
+
+
+def current_revision(connection: Connection) -> str | None:
+    context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
+    return context.get_current_revision()
+
+
+def prepare(engine: Engine, *, migrate: bool) -> str:
+    """Make sure the schema is current: migrate it (under the lock) or raise `SchemaNotCurrent`
+    with what to do. Returns the revision."""
+    head = head_revision()
+    if not migrate:
+        with engine.connect() as connection:
+            found = current_revision(connection)
+        if found != head:
+            raise SchemaNotCurrent(
+                f"the prediction log's database is at schema revision {found or 'none (empty)'}, "
+                f"this server writes revision {head}, and PREDICTION_LOG_MIGRATE is false: run "
+                "`python -m server.observe.prediction_log upgrade`, or set PREDICTION_LOG_MIGRATE=true"
+            )
+        return head
+    upgrade(engine)
+    return head
+
+
+def upgrade(engine: Engine) -> None:
+    """Migrate to the newest revision, one migrator at a time."""
+    with _migration_lock(engine), engine.begin() as connection:
+        command.upgrade(_config(connection), "head")
+
+
+@contextmanager
+def _migration_lock(engine: Engine) -> Iterator[None]:
+    database_file = sqlite_file(engine)
+    if database_file is not None:
+        lock_path = database_file.with_name(database_file.name + ".migrate-lock")
+        with lock_path.open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+        return
+    if engine.url.get_backend_name() != "postgresql":
+        yield  # another database: its own DDL locking is all there is
+        return
+    with engine.connect() as connection:
+        connection.exec_driver_sql(f"SELECT pg_advisory_lock({ADVISORY_LOCK_KEY})")
+        connection.commit()
+        try:
+            yield
+        finally:
+            connection.exec_driver_sql(f"SELECT pg_advisory_unlock({ADVISORY_LOCK_KEY})")
+            connection.commit()

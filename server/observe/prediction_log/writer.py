@@ -1,0 +1,283 @@
+"""Writing the prediction log without ever slowing, blocking or failing a request.
+
+A request's answer is offered to a queue bounded in rows (PREDICTION_LOG_QUEUE_ROWS): an append,
+nothing more, on the event loop. One task takes what waits, up to MAX_WRITE_ROWS rows, and writes
+it in one transaction on the log's own thread. When the database is slow or down the rows stay
+queued, in order, and the batch is retried with backoff until it is written; rows that would not fit
+in the queue meanwhile are dropped and counted (`prediction_log_dropped_total{reason="queue_full"}`),
+so every offered row is either written or counted. Writing resumes by itself when the database
+answers again.
+
+Each row carries a key made when it is queued (`row_key`: a random prefix per process, the entry's
+sequence number and the row's index; unique in the table), so a batch retried after a commit whose
+acknowledgement was lost is not written twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import os
+import random
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Executor
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from model_wrapper import Prediction
+from server.observe import metrics
+from server.observe.prediction_log.entry import Entry
+from server.observe.prediction_log.schema import predictions
+
+logger = logging.getLogger(__name__)
+
+MAX_WRITE_ROWS = 2000  # one transaction: large enough to amortise it, small enough to retry
+RETRY_SECONDS = (0.25, 0.5, 1.0, 2.0, 5.0)
+RETENTION_EVERY_SECONDS = 3600.0
+RETENTION_BATCH_ROWS = 5000
+
+
+class PredictionLog:
+    """The queue and its writer; also deletes rows past retention."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        executor: Executor,
+        *,
+        queue_rows: int,
+        sample: float,
+        retention_days: float,
+        prepare: Callable[[], object] = lambda: None,
+        chance: Callable[[], float] = random.random,
+    ) -> None:
+        self.engine = engine
+        self._prepare = prepare
+        self._ready = False
+        self._executor = executor
+        self._limit = queue_rows
+        self._sample = sample
+        self._retention_days = retention_days
+        self._chance = chance
+        self._entries: deque[tuple[int, Entry]] = deque()
+        self._rows = 0
+        self._arrived = asyncio.Event()
+        self._key_prefix = os.urandom(8).hex()
+        self._sequence = itertools.count()
+        metrics.PREDICTION_LOG_QUEUE_ROWS.set(0)
+
+    def sampled(self) -> bool:
+        """Whether to log this request (PREDICTION_LOG_SAMPLE), asked before an entry is made."""
+        return self._sample >= 1.0 or self._chance() < self._sample
+
+    def offer(self, entry: Entry) -> None:
+        """Queue a sampled request's rows, or count them dropped when the queue is full."""
+        rows = entry.rows
+        if self._rows + rows > self._limit:
+            metrics.PREDICTION_LOG_DROPPED.labels("queue_full").inc(rows)
+            return
+        self._entries.append((next(self._sequence), entry))
+        self._rows += rows
+        self._arrived.set()
+
+    @property
+    def waiting_rows(self) -> int:
+        return self._rows
+
+    async def start(self) -> None:
+        """Bring the schema up to date at start-up. A database that refuses this server's schema
+        (`SchemaNotCurrent`) stops the start; one that cannot be reached does not: serving starts,
+        rows queue, and `run` prepares the schema once the database answers."""
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(self._executor, self._prepare)
+        except sa.exc.SQLAlchemyError as error:
+            logger.warning(
+                "the prediction log's database cannot be prepared yet (%s); rows queue", one_line(error)
+            )
+            return
+        self._ready = True
+
+    async def run(self) -> None:
+        """Write what is offered, until cancelled; failed batches wait and are retried."""
+        loop = asyncio.get_running_loop()
+        failures = 0
+        while True:
+            metrics.PREDICTION_LOG_QUEUE_ROWS.set(self._rows)
+            if not self._entries:
+                self._arrived.clear()
+                await self._arrived.wait()
+                continue
+            batch = self._peek()
+            try:
+                if not self._ready:
+                    await loop.run_in_executor(self._executor, self._prepare)
+                    self._ready = True
+                await loop.run_in_executor(self._executor, self._write, batch)
+            except Exception as error:  # noqa: BLE001 - a database failure is waited out, never raised
+                failures += 1
+                metrics.PREDICTION_LOG_WRITE_ERRORS.inc()
+                delay = RETRY_SECONDS[min(failures, len(RETRY_SECONDS)) - 1]
+                if failures == 1 or failures % 20 == 0:
+                    logger.warning(
+                        "the prediction log could not be written (%s); %d rows wait, retrying every %.2g s",
+                        one_line(error),
+                        self._rows,
+                        delay,
+                    )
+                await asyncio.sleep(delay)
+                continue
+            if failures:
+                logger.info("the prediction log is written again after %d failed attempts", failures)
+                failures = 0
+            self._settle(batch)
+
+    async def flush(self, timeout: float) -> None:
+        """At shutdown: write what waits, for up to `timeout` seconds; what is left is counted
+        dropped (`reason="shutdown"`)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self._entries and loop.time() < deadline:
+            batch = self._peek()
+            try:
+                await asyncio.wait_for(
+                    loop.run_in_executor(self._executor, self._write, batch), deadline - loop.time()
+                )
+            except Exception:  # noqa: BLE001 - shutting down: what cannot be written is counted
+                break
+            self._settle(batch)
+        if self._rows:
+            metrics.PREDICTION_LOG_DROPPED.labels("shutdown").inc(self._rows)
+            logger.warning(
+                "the prediction log dropped %d rows it could not write before shutdown", self._rows
+            )
+        self._entries.clear()
+        self._rows = 0
+        metrics.PREDICTION_LOG_QUEUE_ROWS.set(0)
+
+    async def keep_retention(self) -> None:
+        """Delete rows older than PREDICTION_LOG_RETENTION_DAYS now and every hour, until cancelled
+        (at once without a retention)."""
+        if self._retention_days <= 0:
+            return
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                deleted = await loop.run_in_executor(self._executor, self.delete_expired)
+                if deleted:
+                    logger.info("the prediction log deleted %d rows past retention", deleted)
+            except Exception as error:  # noqa: BLE001 - retried at the next round
+                logger.warning("prediction log retention failed: %s", one_line(error))
+            await asyncio.sleep(RETENTION_EVERY_SECONDS)
+
+    def delete_expired(self, now: datetime | None = None) -> int:
+        """Delete rows past retention in batches of RETENTION_BATCH_ROWS (short transactions that
+        never hold the table long); the rows deleted."""
+        cutoff = (now or datetime.now(UTC)) - timedelta(days=self._retention_days)
+        oldest = (
+            sa.select(predictions.c.id)
+            .where(predictions.c.logged_at < cutoff)
+            .order_by(predictions.c.id)
+            .limit(RETENTION_BATCH_ROWS)
+        )
+        deleted = 0
+        while True:
+            with self.engine.begin() as connection:
+                ids = connection.execute(oldest).scalars().all()
+                if not ids:
+                    return deleted
+                connection.execute(sa.delete(predictions).where(predictions.c.id.in_(ids)))
+            deleted += len(ids)
+
+    def _peek(self) -> list[tuple[int, Entry]]:
+        """The oldest entries, up to MAX_WRITE_ROWS rows (at least one), left in the queue until
+        they are written."""
+        batch = []
+        rows = 0
+        for queued in self._entries:
+            if batch and rows + queued[1].rows > MAX_WRITE_ROWS:
+                break
+            batch.append(queued)
+            rows += queued[1].rows
+        return batch
+
+    def _settle(self, batch: list[tuple[int, Entry]]) -> None:
+        rows = 0
+        for _ in batch:
+            rows += self._entries.popleft()[1].rows
+        self._rows -= rows
+        metrics.PREDICTION_LOG_WRITTEN.inc(rows)
+        metrics.PREDICTION_LOG_QUEUE_ROWS.set(self._rows)
+
+    def _write(self, batch: list[tuple[int, Entry]]) -> None:
+        rows = [row for sequence, entry in batch for row in self._rows_of(sequence, entry)]
+        statement = _insert_ignoring_duplicates(self.engine)
+        with self.engine.begin() as connection:
+            connection.execute(statement, rows)
+
+    def _rows_of(self, sequence: int, entry: Entry) -> list[dict[str, Any]]:
+        """The table rows of one entry, keyed by its place in the queue (the same on a retry)."""
+        prefix = f"{self._key_prefix}{sequence:x}-"
+        logged_at = datetime.fromtimestamp(entry.logged_at, UTC)
+        features = _feature_rows(entry)
+        classes, probabilities = _answer_rows(entry)
+        return [
+            {
+                "row_key": f"{prefix}{index}",
+                "logged_at": logged_at,
+                "request_id": entry.request_id,
+                "row_index": index,
+                "route": entry.route,
+                "model_name": entry.model_name,
+                "model_version": entry.version,
+                "variant": entry.variant,
+                "features": features[index] if features is not None else None,
+                "predicted_class": classes[index] if classes is not None else None,
+                "probabilities": probabilities[index] if probabilities is not None else None,
+                "latency_ms": entry.latency_ms,
+                "caller": entry.caller,
+            }
+            for index in range(entry.rows)
+        ]
+
+
+def _feature_rows(entry: Entry) -> list[dict[str, float]] | None:
+    if entry.features is None or entry.feature_names is None:
+        return None
+    names = entry.feature_names
+    return [dict(zip(names, row, strict=True)) for row in entry.features.tolist()]
+
+
+def _answer_rows(entry: Entry) -> tuple[list[str] | None, list[dict[str, float]] | None]:
+    answer = entry.answer
+    if isinstance(answer, Prediction):
+        labels = [str(label) for label in answer.labels.tolist()]
+        names = entry.class_names
+        if names is None or len(names) != answer.probabilities.shape[1]:
+            return labels, None
+        probabilities = [dict(zip(names, row, strict=True)) for row in answer.probabilities.tolist()]
+        return labels, probabilities
+    if isinstance(answer, list):
+        return [str(row)[:256] for row in answer], None
+    return None, None
+
+
+def _insert_ignoring_duplicates(engine: Engine) -> Any:
+    backend = engine.url.get_backend_name()
+    if backend == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    elif backend == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+    else:
+        return sa.insert(predictions)
+    return insert(predictions).on_conflict_do_nothing(index_elements=["row_key"])
+
+
+def one_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0][:300]}" if text else type(error).__name__

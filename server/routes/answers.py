@@ -1,0 +1,58 @@
+"""What happens after a prediction route has its answer: the shadow challenger's copy, and the
+prediction log's entry (when the log is on and the request is sampled)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+from fastapi import Request
+
+from model_wrapper import Prediction
+from server.edge.request_context import CALLER_STATE, STARTED_STATE, current_request_id
+from server.edge.route_path import route_path
+from server.inference.variants import Served
+from server.observe.prediction_log.entry import Entry
+from server.services import Services
+
+
+def answered(
+    request: Request,
+    services: Services,
+    served: Served,
+    features: np.ndarray | None,
+    answer: Prediction | list[Any] | None,
+) -> None:
+    """The request's rows (None: MLflow's own parsers read them) were answered with `answer`."""
+    if features is not None and answer is not None:
+        services.router.answered(served, features, answer)
+    else:
+        services.router.answered_unread(served)
+    log = services.prediction_log
+    if log is not None and log.sampled():
+        log.offer(_entry(request, served, features, answer))
+
+
+def _entry(
+    request: Request, served: Served, features: np.ndarray | None, answer: Prediction | list[Any] | None
+) -> Entry:
+    scope = request.scope
+    state = scope.get("state", {})
+    started = state.get(STARTED_STATE)
+    model = served.model
+    runtime = model.runtime
+    return Entry(
+        logged_at=time.time(),
+        request_id=current_request_id.get() or "",
+        route=route_path(scope),
+        model_name=model.source.name,
+        version=model.source.version,
+        variant=served.variant,
+        feature_names=model.feature_names,
+        class_names=runtime.class_names if runtime is not None else None,
+        features=features,
+        answer=answer,
+        latency_ms=(time.perf_counter() - started) * 1000 if started is not None else 0.0,
+        caller=state.get(CALLER_STATE),
+    )
