@@ -16,6 +16,9 @@ random_forest, gradient_boosting for `wrapper` and `sklearn` (`--model-type` is 
 
 The alias (`champion`) moves to the new version when `--promote` is given or when no version
 holds it yet; otherwise it stays where it is. Prints the new version number on stdout.
+
+Every version's run also carries `reference_profile.json`, the profile of its training split
+(`model_wrapper.reference_profile`) that drift is measured against.
 """
 
 from __future__ import annotations
@@ -28,11 +31,13 @@ from collections.abc import Sequence
 import mlflow
 from mlflow import MlflowClient
 
+from model_wrapper.reference_profile import PROFILE_ARTIFACT
 from registry_scripts import cli
 from registry_scripts.config import DEFAULT_ALIAS, RegistrySettings
 from registry_scripts.dataset import Dataset, load_dataset
 from registry_scripts.estimators import BUILDERS
 from registry_scripts.flavors import DEFAULT_FLAVOR, FLAVORS, MODEL_TYPE_FLAVORS, log_model, require_extra
+from registry_scripts.flavors.common import reference_profile
 from registry_scripts.registry import ModelRegistry
 
 
@@ -106,6 +111,7 @@ def register_version(
         with mlflow.start_run(run_name=f"{flavor}-{estimator}-seed{seed}"):
             mlflow.log_params(params)
             model_uri = log_model(data, flavor, estimator, seed, autolog=autolog)
+            mlflow.log_dict(reference_profile(data).to_dict(), PROFILE_ARTIFACT)
         registered = mlflow.register_model(model_uri, model_name)
     return str(registered.version)
 

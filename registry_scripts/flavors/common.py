@@ -17,6 +17,7 @@ import pandas as pd
 from mlflow.models import ModelSignature, infer_signature
 
 from model_wrapper import contract
+from model_wrapper.reference_profile import ReferenceProfile
 from registry_scripts.cli import CliError
 from registry_scripts.dataset import Dataset
 from registry_scripts.metrics import held_out_metrics
@@ -46,6 +47,13 @@ def signature(data: Dataset, output: Any) -> ModelSignature:
     inferred = infer_signature(input_example(data), output)
     check_inputs(inferred, "inferred signature")
     return inferred
+
+
+def reference_profile(data: Dataset) -> ReferenceProfile:
+    """The profile of the training split that drift is measured against, whatever the flavour."""
+    return ReferenceProfile.build(
+        features(data.x_train).to_numpy(), contract.FEATURE_NAMES, data.y_train.to_numpy(), data.class_names
+    )
 
 
 def class_metadata(data: Dataset) -> dict[str, Any]:

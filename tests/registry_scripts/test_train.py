@@ -13,7 +13,9 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import Model
 
 from model_wrapper import contract
+from model_wrapper.reference_profile import PROFILE_ARTIFACT, ReferenceProfile
 from registry_scripts.flavors.common import INPUT_EXAMPLE_ROWS
+from tests.conftest import DEFAULT_MODEL
 from tests.helpers import run_module, run_ok
 from tests.registry import MULTICLASS_NAMES, register_multiclass_booster
 
@@ -33,6 +35,18 @@ def test_train_registers_a_version_carrying_the_five_metrics(
     params = client_mlflow.get_run(registered.run_id).data.params
     assert params["model_type"] == "logistic_regression"
     assert params["seed"] == "42"
+
+
+def test_the_version_run_carries_the_reference_profile_of_its_training_split(
+    champion_version: str, client_mlflow: MlflowClient
+) -> None:
+    run_id = client_mlflow.get_model_version(DEFAULT_MODEL, champion_version).run_id
+    profile = ReferenceProfile.from_dict(mlflow.artifacts.load_dict(f"runs:/{run_id}/{PROFILE_ARTIFACT}"))
+    assert profile.feature_names == contract.FEATURE_NAMES
+    assert str(profile.rows) == client_mlflow.get_run(run_id).data.params["train_rows"]
+    assert [c.label for c in profile.classes] == ["malignant", "benign"]
+    assert sum(c.count for c in profile.classes) == profile.rows
+    assert all(f.bin_counts.sum() == profile.rows for f in profile.features)
 
 
 def test_first_version_takes_the_free_alias_and_later_ones_leave_it(
