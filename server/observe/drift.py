@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Executor
@@ -198,6 +199,7 @@ class DriftMonitor:
         self._refreshed_at: datetime | None = None
         self._published: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {}
         self._error: str | None = None
+        self._refreshing = threading.Lock()
 
     async def run(self) -> None:
         """Refresh every `refresh_seconds` until cancelled; a failed refresh keeps the last numbers."""
@@ -215,7 +217,12 @@ class DriftMonitor:
             await asyncio.sleep(self._refresh_seconds)
 
     def refresh(self) -> None:
-        """Read new rows for every served version, slide the windows, publish the numbers."""
+        """Read new rows for every served version, slide the windows, publish the numbers (one
+        refresh at a time)."""
+        with self._refreshing:
+            self._refresh()
+
+    def _refresh(self) -> None:
         now = self._clock()
         since = now - timedelta(seconds=self._max_seconds)
         report = []
