@@ -77,6 +77,9 @@ def main(argv: list[str] | None = None) -> None:
             # `@challenger` is followed by default: set it in the MLflow UI and the API serves it
             # beside the champion (CHALLENGER_ALIAS= turns that off).
             env.setdefault("CHALLENGER_ALIAS", "challenger")
+        # Every prediction is logged, and drift computed from the log, in a SQLite file beside
+        # MLflow's data (PREDICTION_LOG_URL= turns that off).
+        env.setdefault("PREDICTION_LOG_URL", f"sqlite:///{data_dir / 'predictions.db'}")
         print(f"MLflow UI: {server.url}", file=sys.stderr)
         subprocess.run(
             [sys.executable, "-m", "registry_scripts.train", "--if-no-champion"],

@@ -25,8 +25,10 @@ import httpx
 import psutil
 import pytest
 
+from registry_scripts.dataset import load_frame
 from registry_scripts.local_stack import STACK_MARKER
 from registry_scripts.processes import free_port, port_is_free, stop_marked, wait_until_healthy
+from tests.helpers import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 LAUNCHER = [sys.executable, "-m", "registry_scripts.local_stack"]
@@ -212,6 +214,22 @@ def test_make_run_serves_on_loopback_only_and_stops_on_sigterm_to_make(
             "absent",
             "models:/breast-cancer-classifier@challenger",
         )
+        # README: `make run` logs every prediction to .data/predictions.db, and computes drift.
+        api_url = f"http://127.0.0.1:{stack.api_port}"
+        example = {name: float(value) for name, value in load_frame()[0].iloc[0].items()}
+        sent = httpx.post(
+            f"{api_url}/predict", json=example, headers={"x-request-id": "make-run-1"}, timeout=30
+        )
+        assert sent.status_code == 200
+        assert httpx.get(f"{api_url}/model/drift", timeout=30).json()["enabled"] is True
+
+        def logged() -> list[dict[str, object]]:
+            query = {"request_id": "make-run-1"}
+            return httpx.get(f"{api_url}/predictions", params=query, timeout=30).json()["predictions"]
+
+        wait_for(lambda: len(logged()) == 1, timeout=30, what="the prediction in the log")
+        assert logged()[0]["features"] == example
+        assert (data_dir / "predictions.db").is_file()
         os.kill(stack.process.pid, signal.SIGTERM)  # make passes SIGTERM on to the launcher
         code = stack.process.wait(timeout=STOP_SECONDS)
         stack.assert_nothing_left()
