@@ -40,6 +40,7 @@ from registry_scripts.dataset import load_frame
 from registry_scripts.processes import ServerProcess, api_process
 from server.edge.credentials import digest
 from server.live.webhooks import DELIVERY_ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
+from tests.helpers import wait_for
 from tests.registry import register_ours, register_pickled
 from tests.server.test_credentials import shipped_api_keys_file, shipped_api_keys_line
 
@@ -58,6 +59,7 @@ class Production:
     ops_key: str
     jwt_key: str
     webhook_secret: str
+    folder: Path
 
     @property
     def url(self) -> str:
@@ -100,10 +102,15 @@ def production(
     # Failed credentials are limited per client address (its own test, below): here every request
     # comes from 127.0.0.1, and the property tests send many bad ones on purpose.
     # Two workers, as the compose and Kubernetes examples run it.
-    settings, keys = production_settings(MODEL_URI=champion_uri, AUTH_FAILURES_PER_MINUTE="0", WORKERS="2")
-    log = tmp_path_factory.mktemp("production") / "api.log"
-    with api_process(base_env, log, **settings) as server:
-        yield Production(server, keys["reader"], keys["ops"], keys["jwt"], keys["webhook"])
+    folder = tmp_path_factory.mktemp("production")
+    settings, keys = production_settings(
+        MODEL_URI=champion_uri,
+        AUTH_FAILURES_PER_MINUTE="0",
+        WORKERS="2",
+        PREDICTION_LOG_URL=f"sqlite:///{folder / 'predictions.db'}",
+    )
+    with api_process(base_env, folder / "api.log", **settings) as server:
+        yield Production(server, keys["reader"], keys["ops"], keys["jwt"], keys["webhook"], folder)
 
 
 @pytest.fixture
@@ -186,6 +193,8 @@ ROUTES = [
     ("GET", "/model/features", "predict"),
     ("GET", "/model/versions", "predict"),
     ("GET", "/model/variants", "predict"),
+    ("GET", "/model/drift", "predict"),
+    ("GET", "/predictions", "admin"),
     ("POST", "/model/reload", "admin"),
     ("PUT", "/model/variants", "admin"),
     ("GET", "/metrics", "metrics"),
@@ -209,6 +218,26 @@ def test_each_route_needs_its_scope(
         assert lacking.json()["message"] == f"this credential lacks the {scope!r} scope"
     allowed = http.request(method, path, headers=production.ops(), json=ROW if path == "/predict" else None)
     assert allowed.status_code not in (401, 403, 429), allowed.text
+
+
+def test_the_log_names_the_caller_by_its_key_name_never_its_credential(
+    production: Production, http: httpx.Client
+) -> None:
+    """README: the log holds "the caller's key name (never a credential)"; reading it takes admin."""
+    request_id = f"logged-{secrets.token_hex(6)}"
+    headers = {**production.reader(), "X-Request-ID": request_id}
+    assert http.post("/predict", json=ROW, headers=headers).status_code == 200
+    query = {"request_id": request_id}
+    assert http.get("/predictions", params=query, headers=production.reader()).status_code == 403
+
+    def logged() -> list[dict[str, object]]:
+        return http.get("/predictions", params=query, headers=production.ops()).json()["predictions"]
+
+    wait_for(lambda: len(logged()) == 1, timeout=30, what="the logged prediction")
+    assert logged()[0]["caller"] == "reader"
+    stored = b"".join(path.read_bytes() for path in production.folder.glob("predictions.db*"))
+    assert production.reader_key.encode() not in stored
+    assert digest(production.reader_key).encode() not in stored
 
 
 @pytest.mark.parametrize("path", ["/health", "/ping", "/docs", "/redoc", "/openapi.json"])
