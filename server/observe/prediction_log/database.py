@@ -26,7 +26,12 @@ def _json(value: Any) -> str:
 def open_engine(url: str) -> Engine:
     """An engine for `url`; a SQLite file's folder is created when missing."""
     parsed = make_url(url)
-    options: dict[str, Any] = {"json_serializer": _json, "json_deserializer": orjson.loads}
+    # hide_parameters: a failed statement's message never carries the features it was writing.
+    options: dict[str, Any] = {
+        "json_serializer": _json,
+        "json_deserializer": orjson.loads,
+        "hide_parameters": True,
+    }
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
