@@ -118,7 +118,7 @@ class PredictionLog:
                 if not self._ready:
                     await loop.run_in_executor(self._executor, self._prepare)
                     self._ready = True
-                await loop.run_in_executor(self._executor, self._write, batch)
+                rejected = await loop.run_in_executor(self._executor, self._write, batch)
             except Exception as error:  # noqa: BLE001 - a database failure is waited out, never raised
                 failures += 1
                 metrics.PREDICTION_LOG_WRITE_ERRORS.inc()
@@ -130,12 +130,21 @@ class PredictionLog:
                         self._rows,
                         delay,
                     )
-                await asyncio.sleep(delay)
+                await self._wait(delay)
                 continue
             if failures:
                 logger.info("the prediction log is written again after %d failed attempts", failures)
                 failures = 0
-            self._settle(batch)
+            self._settle(batch, rejected)
+
+    async def _wait(self, seconds: float) -> None:
+        """Sleep before a retry, keeping `prediction_log_queue_rows` current meanwhile (`offer`
+        does not touch the gauge: it is an append and nothing more)."""
+        loop = asyncio.get_running_loop()
+        until = loop.time() + seconds
+        while (left := until - loop.time()) > 0:
+            await asyncio.sleep(min(left, 0.25))
+            metrics.PREDICTION_LOG_QUEUE_ROWS.set(self._rows)
 
     async def flush(self, timeout: float) -> None:
         """At shutdown: write what waits, for up to `timeout` seconds; what is left is counted
@@ -145,12 +154,12 @@ class PredictionLog:
         while self._entries and loop.time() < deadline:
             batch = self._peek()
             try:
-                await asyncio.wait_for(
+                rejected = await asyncio.wait_for(
                     loop.run_in_executor(self._executor, self._write, batch), deadline - loop.time()
                 )
             except Exception:  # noqa: BLE001 - shutting down: what cannot be written is counted
                 break
-            self._settle(batch)
+            self._settle(batch, rejected)
         if self._rows:
             metrics.PREDICTION_LOG_DROPPED.labels("shutdown").inc(self._rows)
             logger.warning(
@@ -206,26 +215,61 @@ class PredictionLog:
             rows += queued[1].rows
         return batch
 
-    def _settle(self, batch: list[tuple[int, Entry]]) -> None:
+    def _settle(self, batch: list[tuple[int, Entry]], rejected: int) -> None:
+        """The batch is done with: its rows written, but for `rejected` ones the database refused."""
         rows = 0
         for _ in batch:
             rows += self._entries.popleft()[1].rows
         self._rows -= rows
-        metrics.PREDICTION_LOG_WRITTEN.inc(rows)
+        metrics.PREDICTION_LOG_WRITTEN.inc(rows - rejected)
+        if rejected:
+            metrics.PREDICTION_LOG_DROPPED.labels("rejected").inc(rejected)
         metrics.PREDICTION_LOG_QUEUE_ROWS.set(self._rows)
 
-    def _write(self, batch: list[tuple[int, Entry]]) -> None:
-        rows = [row for sequence, entry in batch for row in self._rows_of(sequence, entry)]
+    def _write(self, batch: list[tuple[int, Entry]]) -> int:
+        """Write a batch in one transaction; the rows rejected. A database that cannot be reached
+        (or lost its table) raises, and the whole batch waits for the next try. One that refuses a
+        row it will always refuse gets the batch again one entry at a time, and the entries it
+        refuses are dropped and counted (`reason="rejected"`), so no row blocks the queue for good."""
         statement = _insert_ignoring_duplicates(self.engine)
-        with self.engine.begin() as connection:
-            connection.execute(statement, rows)
+        rows = [self._rows_of(sequence, entry) for sequence, entry in batch]
+        try:
+            self._insert(statement, [row for entry_rows in rows for row in entry_rows])
+            return 0
+        except _RETRIED:
+            raise
+        except sa.exc.DBAPIError as error:
+            logger.error(
+                "the prediction log's database refused a batch (%s); writing it entry by entry",
+                one_line(error),
+            )
+        rejected = 0
+        for entry_rows in rows:
+            try:
+                self._insert(statement, entry_rows)
+            except _RETRIED:
+                raise
+            except sa.exc.DBAPIError:
+                rejected += len(entry_rows)
+        if rejected:
+            logger.error("the prediction log's database refused %d rows; they are dropped", rejected)
+        return rejected
+
+    def _insert(self, statement: Any, rows: list[dict[str, Any]]) -> None:
+        try:
+            with self.engine.begin() as connection:
+                connection.execute(statement, rows)
+        except sa.exc.ProgrammingError:
+            self._ready = False  # the table may be gone: the schema is prepared again first
+            raise
 
     def _rows_of(self, sequence: int, entry: Entry) -> list[dict[str, Any]]:
         """The table rows of one entry, keyed by its place in the queue (the same on a retry)."""
         prefix = f"{self._key_prefix}{sequence:x}-"
         logged_at = datetime.fromtimestamp(entry.logged_at, UTC)
-        features = _feature_rows(entry)
-        classes, probabilities = _answer_rows(entry)
+        count = entry.rows
+        features = _fitting(_feature_rows(entry), count)
+        classes, probabilities = (_fitting(rows, count) for rows in _answer_rows(entry))
         return [
             {
                 "row_key": f"{prefix}{index}",
@@ -233,17 +277,32 @@ class PredictionLog:
                 "request_id": entry.request_id,
                 "row_index": index,
                 "route": entry.route,
-                "model_name": entry.model_name,
-                "model_version": entry.version,
+                "model_name": _cut(entry.model_name, 256),
+                "model_version": _cut(entry.version, 64),
                 "variant": entry.variant,
                 "features": features[index] if features is not None else None,
-                "predicted_class": classes[index] if classes is not None else None,
+                "predicted_class": _cut(classes[index], 256) if classes is not None else None,
                 "probabilities": probabilities[index] if probabilities is not None else None,
                 "latency_ms": entry.latency_ms,
-                "caller": entry.caller,
+                "caller": _cut(entry.caller, 128),
             }
-            for index in range(entry.rows)
+            for index in range(count)
         ]
+
+
+# Failures a later try may not meet: the database unreachable, restarting, or its table gone.
+_RETRIED = (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.ProgrammingError)
+
+
+def _fitting(rows: list[Any] | None, count: int) -> list[Any] | None:
+    """Per-row values only when there is one per row (a model's output of another length is not
+    matched to rows by guesswork)."""
+    return rows if rows is not None and len(rows) == count else None
+
+
+def _cut(text: str | None, length: int) -> str | None:
+    """Text fitted to its column (a JWT subject, say, may be longer than any key name)."""
+    return text if text is None or len(text) <= length else text[:length]
 
 
 def _feature_rows(entry: Entry) -> list[dict[str, float]] | None:
