@@ -1,0 +1,142 @@
+"""The prediction log's writer on its own, against a fresh database on the machine's PostgreSQL:
+the queue's bound (rows beyond it dropped and counted), a row the database will always refuse
+(dropped and counted, the others of its batch written), and shutdown with the database gone (what
+waits is counted, never lost silently)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import psycopg
+import pytest
+import sqlalchemy as sa
+from prometheus_client import REGISTRY
+
+from model_wrapper import Prediction
+from registry_scripts.processes import free_port
+from server.observe.prediction_log.database import open_engine
+from server.observe.prediction_log.entry import Entry
+from server.observe.prediction_log.migrate import prepare
+from server.observe.prediction_log.schema import predictions
+from server.observe.prediction_log.writer import PredictionLog
+
+SHARED = "postgresql://postgres@127.0.0.1:5432"
+NAMES = ("a", "b")
+
+
+@pytest.fixture
+def database_url() -> Iterator[str]:
+    """A fresh database of this test's own on the machine's PostgreSQL, dropped afterwards."""
+    name = f"rs_writer_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(f"{SHARED}/postgres", autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    with psycopg.connect(f"{SHARED}/postgres", autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+def _entry(request_id: str, answer: list[str] | None = None) -> Entry:
+    features = np.array([[1.0, 2.0]])
+    prediction = Prediction(np.array([1]), np.array(["yes"], dtype=object), np.array([[0.25, 0.75]]))
+    return Entry(
+        logged_at=time.time(),
+        request_id=request_id,
+        route="/predict",
+        model_name="m",
+        version="1",
+        variant="champion",
+        feature_names=NAMES,
+        class_names=("no", "yes"),
+        features=features,
+        answer=prediction if answer is None else answer,
+        latency_ms=1.0,
+        caller="svc",
+    )
+
+
+def _counter(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def _drain(log: PredictionLog) -> None:
+    """Run the writer until its queue is empty."""
+
+    async def until_empty() -> None:
+        task = asyncio.get_running_loop().create_task(log.run())
+        deadline = time.monotonic() + 30
+        while log.waiting_rows:
+            assert time.monotonic() < deadline, "the queue never emptied"
+            await asyncio.sleep(0.02)
+        task.cancel()
+
+    asyncio.run(until_empty())
+
+
+def _request_ids(url: str) -> list[str]:
+    engine = open_engine(url)
+    try:
+        with engine.connect() as connection:
+            query = sa.select(predictions.c.request_id).order_by(predictions.c.id)
+            return list(connection.execute(query).scalars())
+    finally:
+        engine.dispose()
+
+
+def _log(url: str, queue_rows: int = 100) -> tuple[PredictionLog, ThreadPoolExecutor]:
+    engine = open_engine(url)
+    prepare(engine, migrate=True)
+    thread = ThreadPoolExecutor(max_workers=1)
+    return PredictionLog(engine, thread, queue_rows=queue_rows, sample=1.0, retention_days=0), thread
+
+
+def test_rows_beyond_the_queue_bound_are_dropped_and_counted(database_url: str) -> None:
+    log, thread = _log(database_url, queue_rows=3)
+    dropped = _counter("prediction_log_dropped_total", reason="queue_full")
+    written = _counter("prediction_log_written_total")
+    for i in range(5):
+        log.offer(_entry(f"r{i}"))
+    assert log.waiting_rows == 3
+    _drain(log)
+    thread.shutdown()
+    log.engine.dispose()
+    assert _request_ids(database_url) == ["r0", "r1", "r2"]
+    assert _counter("prediction_log_dropped_total", reason="queue_full") - dropped == 2
+    assert _counter("prediction_log_written_total") - written == 3
+
+
+def test_a_row_the_database_refuses_is_dropped_and_the_rest_of_its_batch_written(database_url: str) -> None:
+    log, thread = _log(database_url)
+    rejected = _counter("prediction_log_dropped_total", reason="rejected")
+    log.offer(_entry("before"))
+    log.offer(_entry("refused", answer=["a NUL \x00 PostgreSQL text cannot hold"]))
+    log.offer(_entry("after"))
+    _drain(log)
+    thread.shutdown()
+    log.engine.dispose()
+    assert _request_ids(database_url) == ["before", "after"]
+    assert _counter("prediction_log_dropped_total", reason="rejected") - rejected == 1
+
+
+def test_what_waits_at_shutdown_with_the_database_gone_is_counted() -> None:
+    engine = open_engine(f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/nothing")
+    thread = ThreadPoolExecutor(max_workers=1)
+    log = PredictionLog(engine, thread, queue_rows=100, sample=1.0, retention_days=0)
+    shutdown = _counter("prediction_log_dropped_total", reason="shutdown")
+    for i in range(4):
+        log.offer(_entry(f"r{i}"))
+    asyncio.run(log.flush(timeout=2.0))
+    thread.shutdown()
+    engine.dispose()
+    assert log.waiting_rows == 0
+    assert _counter("prediction_log_dropped_total", reason="shutdown") - shutdown == 4
+
+
+def test_sampling_keeps_about_its_share() -> None:
+    chances = iter([0.1, 0.6, 0.3, 0.9])
+    log = PredictionLog(None, None, queue_rows=1, sample=0.5, retention_days=0, chance=lambda: next(chances))  # type: ignore[arg-type]
+    assert [log.sampled() for _ in range(4)] == [True, False, True, False]
