@@ -272,6 +272,10 @@ class InvocationCodec:
 
     def predict(self, request: GeneralRequest) -> bytes:
         """Predict through MLflow's pyfunc path; the body MLflow's scoring server would return."""
+        return self.predict_raw(request)[0]
+
+    def predict_raw(self, request: GeneralRequest) -> tuple[bytes, Any]:
+        """`predict`'s body, and the model's own output it was written from."""
         try:
             raw = self._pyfunc.predict(request.data, params=request.params)
         except MlflowException as error:
@@ -280,7 +284,7 @@ class InvocationCodec:
             raise model_failed() from None
         out = StringIO()
         write_predictions(raw, out)
-        return out.getvalue().encode()
+        return out.getvalue().encode(), raw
 
     def _scrubbed(self, error: ProtocolError, sent: _Sent) -> ProtocolError:
         return scrubbed(error, sent.text(), self.allowed_names)

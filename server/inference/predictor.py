@@ -7,6 +7,7 @@ predicted classes are counted.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -65,10 +66,17 @@ class Inference:
         return prediction
 
     async def predict_mlflow(
-        self, model: LoadedModel, codec: InvocationCodec, pending: PendingRequest, max_rows: int
-    ) -> bytes:
-        """The body's limits, MLflow's parsers and `PyFuncModel.predict`, all off the event loop."""
-        return await run_in_threadpool(_parse_and_predict, model, codec, pending, max_rows)
+        self,
+        model: LoadedModel,
+        codec: InvocationCodec,
+        pending: PendingRequest,
+        max_rows: int,
+        *,
+        keep_rows: bool = False,
+    ) -> MlflowAnswer:
+        """The body's limits, MLflow's parsers and `PyFuncModel.predict`, all off the event loop;
+        with `keep_rows` (for the prediction log), the rows and classes too, where they can be had."""
+        return await run_in_threadpool(_parse_and_predict, model, codec, pending, max_rows, keep_rows)
 
 
 def check_row_count(rows: int, max_rows: int) -> None:
@@ -92,14 +100,54 @@ def _row_count(data: Any) -> int:
     return 1
 
 
+@dataclass(frozen=True, slots=True)
+class MlflowAnswer:
+    """What MLflow's path answered: the body, and (when asked for) the rows it read in signature
+    order and each row's predicted class, None where the request or the output has no such shape."""
+
+    body: bytes
+    features: np.ndarray | None = None
+    classes: list[str] | None = None
+
+
 def _parse_and_predict(
-    model: LoadedModel, codec: InvocationCodec, pending: PendingRequest, max_rows: int
-) -> bytes:
+    model: LoadedModel, codec: InvocationCodec, pending: PendingRequest, max_rows: int, keep_rows: bool
+) -> MlflowAnswer:
     request = codec.parse(pending, max_rows)
     rows = _row_count(request.data)
     check_row_count(rows, max_rows)
     metrics.record_model_call(rows)
-    return codec.predict(request)
+    if not keep_rows:
+        return MlflowAnswer(codec.predict(request))
+    body, raw = codec.predict_raw(request)
+    return MlflowAnswer(body, _signature_rows(model, request.data), _classes(raw, rows))
+
+
+def _signature_rows(model: LoadedModel, data: Any) -> np.ndarray | None:
+    """A frame's columns in signature order as float64 rows, when it has them all (CSV, Parquet,
+    `dataframe_split` / `dataframe_records` read by MLflow); None for tensors and other shapes."""
+    names = list(model.feature_names or ())
+    if not names or not isinstance(data, pd.DataFrame) or not set(names) <= set(data.columns):
+        return None
+    try:
+        return data.loc[:, names].to_numpy(dtype=np.float64)
+    except (TypeError, ValueError):
+        return None
+
+
+def _classes(raw: Any, rows: int) -> list[str] | None:
+    """Each row's predicted class from a pyfunc's output: its `label` (this project's records) or
+    `prediction` column, or a one-dimensional output; None for any other shape."""
+    if isinstance(raw, pd.DataFrame):
+        column = next((c for c in ("label", "prediction") if c in raw.columns), None)
+        values = raw[column].tolist() if column is not None else None
+    elif isinstance(raw, (pd.Series, np.ndarray)) and np.ndim(raw) == 1:
+        values = list(raw)
+    elif isinstance(raw, list) and all(not isinstance(v, (list, dict)) for v in raw):
+        values = raw
+    else:
+        values = None
+    return [str(v) for v in values] if values is not None and len(values) == rows else None
 
 
 def generic_rows(model: LoadedModel, features: np.ndarray) -> list[Any]:

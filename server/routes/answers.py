@@ -29,8 +29,26 @@ def answered(
         services.router.answered(served, features, answer)
     else:
         services.router.answered_unread(served)
+    if logs_this(services):
+        log_answer(request, services, served, features, answer)
+
+
+def logs_this(services: Services) -> bool:
+    """Whether this request goes to the prediction log (PREDICTION_LOG_SAMPLE decides)."""
     log = services.prediction_log
-    if log is not None and log.sampled():
+    return log is not None and log.sampled()
+
+
+def log_answer(
+    request: Request,
+    services: Services,
+    served: Served,
+    features: np.ndarray | None,
+    answer: Prediction | list[Any] | None,
+) -> None:
+    """Hand a request already sampled by `logs_this` to the prediction log."""
+    log = services.prediction_log
+    if log is not None:
         log.offer(_entry(request, served, features, answer))
 
 

@@ -17,7 +17,7 @@ from server.codecs.mlflow_scoring import write_predictions
 from server.codecs.per_model import invocation_codec, prediction_encoder
 from server.inference.predictor import ModelFailed, check_row_count
 from server.live.loaded_model import LoadedModel
-from server.routes.answers import answered
+from server.routes.answers import answered, log_answer, logs_this
 from server.routes.dependencies import services_of
 from server.routes.openapi import INVOCATIONS_REQUEST, PREDICTION_ERRORS, request_body
 from server.routes.predictions import choose_variant
@@ -71,6 +71,12 @@ async def invocations(request: Request) -> Response:
         content = mlflow_answer(model, runtime, prediction)
         answered(request, services, served, decoded.features, prediction)
     else:
-        content = await services.inference.predict_mlflow(model, codec, decoded, max_rows)
-        answered(request, services, served, None, None)
+        # MLflow's own parsers read these rows (CSV, Parquet, tensors, `params`, a model without a
+        # runtime): the shadow has no copy of them; the log gets what can be had of them.
+        logged = logs_this(services)
+        answer = await services.inference.predict_mlflow(model, codec, decoded, max_rows, keep_rows=logged)
+        content = answer.body
+        services.router.answered_unread(served)
+        if logged:
+            log_answer(request, services, served, answer.features, answer.classes)
     return Response(content, media_type="application/json", headers=served.headers)
