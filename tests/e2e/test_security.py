@@ -37,7 +37,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
 
 from registry_scripts.dataset import load_frame
-from registry_scripts.processes import ServerProcess, api_process
+from registry_scripts.processes import ServerProcess, api_process, free_port
 from server.edge.credentials import digest
 from server.live.webhooks import DELIVERY_ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from tests.helpers import wait_for
@@ -766,3 +766,27 @@ def test_nothing_secret_or_sent_reaches_the_log(production: Production, http: ht
     assert "secret-value-xyz" not in log
     assert "zz-secret-column" not in log
     assert "mlflow.models.utils logged a message while serving this request, withheld" in log
+
+
+def test_a_failing_prediction_log_puts_neither_its_password_nor_features_in_the_log(
+    base_env: dict[str, str], champion_uri: str, tmp_path: Path
+) -> None:
+    """docs/security.md: a failed write puts neither features nor the URL's password in the log."""
+    password = secrets.token_urlsafe(24)
+    sentinel = 0.987654321987
+    settings, keys = production_settings(
+        MODEL_URI=champion_uri,
+        # Nothing listens there: every attempt to prepare or write the log fails.
+        PREDICTION_LOG_URL=f"postgresql://registry:{password}@127.0.0.1:{free_port()}/predictions",
+    )
+    with (
+        api_process(base_env, tmp_path / "api.log", **settings) as server,
+        httpx.Client(base_url=server.url) as http,
+    ):
+        headers = {"X-API-Key": keys["reader"]}
+        assert http.post("/predict", json={**ROW, "feature_7": sentinel}, headers=headers).status_code == 200
+        wait_for(lambda: "could not be written" in server.log(), timeout=30, what="a failed write in the log")
+        log = server.log()
+    assert "cannot be prepared yet" in log
+    assert password not in log
+    assert str(sentinel) not in log
