@@ -5,6 +5,7 @@ Nothing else in `server/` reads `os.environ`: objects receive the settings they 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -15,6 +16,9 @@ from server.edge import credentials
 
 MIB = 1024 * 1024
 _SECONDS_PER_UNIT = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_DRIFT_WINDOW = re.compile(
+    r"(?P<rows>[1-9][0-9]{0,8})\s*/\s*(?P<amount>[0-9]{1,9}(?:\.[0-9]+)?)\s*(?P<unit>[smhd])"
+)
 
 
 class ServerSettings(BaseSettings):
@@ -267,7 +271,6 @@ class ServerSettings(BaseSettings):
     )
     drift_window: str = Field(
         default="10000/1h",
-        pattern=r"^\s*[1-9][0-9]*\s*/\s*[0-9]+(\.[0-9]+)?\s*[smhd]\s*$",
         description="The live window drift is computed over, `ROWS/DURATION` (`10000/1h`: the latest "
         "10,000 logged rows of the last hour, per served version; durations in s, m, h or d).",
     )
@@ -326,6 +329,16 @@ class ServerSettings(BaseSettings):
                 f"the challenger ({self.challenger_model_uri}) is the champion's MODEL_URI itself"
             )
         return self
+
+    @field_validator("drift_window")
+    @classmethod
+    def _drift_window_shape(cls, value: str) -> str:
+        match = _DRIFT_WINDOW.fullmatch(value.strip())
+        if match is None or float(match["amount"]) <= 0:
+            raise ValueError(
+                "expected ROWS/DURATION with both above zero, e.g. 10000/1h (durations in s, m, h or d)"
+            )
+        return f"{match['rows']}/{match['amount']}{match['unit']}"
 
     def vetted_credentials(self) -> credentials.Credentials:
         """The API keys and JWT key these settings name, read (files included) and vetted."""
