@@ -14,11 +14,10 @@ the numbers as metrics to a run of the monitoring experiment (--experiment, defa
 `drift.last_report_run`, so the report is found from the model. Prints per version the page's path
 and, tab-separated, the run id.
 
-The log is read in pages of PAGE_ROWS rows and kept only as bin counts, so a long window costs
-time, not memory. A version whose run has no profile still gets live histograms (equal-width bins:
-a second pass over the window, once its range is known) and the class mix, and no PSI or KS.
-
-The table is read as a public format: its columns are described here, not imported from the server.
+The log is read in pages (`registry_scripts.prediction_log_reader`) and kept only as bin counts,
+so a long window costs time, not memory. A version whose run has no profile still gets live
+histograms (equal-width bins: a second pass over the window, once its range is known) and the
+class mix, and no PSI or KS.
 """
 
 from __future__ import annotations
@@ -53,31 +52,23 @@ from model_wrapper.reference_profile import (
 from registry_scripts import cli
 from registry_scripts.config import RegistrySettings
 from registry_scripts.drift_html import ClassMix, FeatureDrift, Report, render
+from registry_scripts.prediction_log_reader import (
+    Page,
+    Window,
+    feature_matrix,
+    logged_versions,
+    number,
+    open_window,
+    pages,
+    sqlalchemy_url,
+)
 
-PAGE_ROWS = 10_000
 LIVE_BINS = 20  # equal-width bins of the live histogram when there is no training reference
 REPORT_ARTIFACT = "drift_report.html"
 VERSION_TAG = "drift.last_report_run"
 DEFAULT_SINCE = "24h"
 DEFAULT_OUTPUT = Path("drift-reports")
 _SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-# The columns of the prediction log's `predictions` table that the report reads.
-PREDICTIONS = sa.table(
-    "predictions",
-    sa.column("id", sa.BigInteger()),
-    sa.column("logged_at", sa.DateTime(timezone=True)),
-    sa.column("model_name", sa.String()),
-    sa.column("model_version", sa.String()),
-    sa.column("features", sa.JSON()),
-    sa.column("predicted_class", sa.String()),
-)
-COLUMNS = PREDICTIONS.c
-
-Page = Sequence[tuple[Any, str | None]]  # (features document, predicted class) per row
-
-
-# --- Reading the log -----------------------------------------------------------------------------
 
 
 def parse_duration(text: str) -> timedelta:
@@ -88,88 +79,7 @@ def parse_duration(text: str) -> timedelta:
     return timedelta(seconds=float(match[1]) * _SECONDS[match[2]])
 
 
-def sqlalchemy_url(url: str) -> str:
-    """A bare `postgresql://` means psycopg (3), the driver installed here, as the server reads it."""
-    url = url.strip()
-    for bare in ("postgresql://", "postgres://"):
-        if url.startswith(bare):
-            return "postgresql+psycopg://" + url.removeprefix(bare)
-    return url
-
-
-@dataclass(frozen=True)
-class Window:
-    """Rows logged at `start` or later with ids in (`after`, `last`]: fixed when the report starts,
-    so a second pass reads the same rows."""
-
-    start: datetime
-    end: datetime
-    after: int
-    last: int
-
-
-def open_window(engine: Engine, since: timedelta, now: datetime) -> Window:
-    start = now - since
-    with engine.connect() as connection:
-        last = connection.execute(sa.select(sa.func.max(COLUMNS.id))).scalar_one_or_none() or 0
-        first = connection.execute(
-            sa.select(sa.func.min(COLUMNS.id)).where(COLUMNS.logged_at >= start)
-        ).scalar_one_or_none()
-    return Window(start, now, int(first) - 1 if first is not None else int(last), int(last))
-
-
-def _in_window(window: Window) -> tuple[sa.ColumnElement[bool], ...]:
-    return (COLUMNS.id > window.after, COLUMNS.id <= window.last, COLUMNS.logged_at >= window.start)
-
-
-def logged_versions(engine: Engine, model_name: str, window: Window) -> list[str]:
-    """The versions of `model_name` with rows in the window, in version order."""
-    query = (
-        sa.select(COLUMNS.model_version)
-        .distinct()
-        .where(COLUMNS.model_name == model_name, COLUMNS.model_version.is_not(None), *_in_window(window))
-    )
-    with engine.connect() as connection:
-        found = [str(v) for v in connection.execute(query).scalars()]
-    return sorted(found, key=lambda v: (not v.isdigit(), int(v) if v.isdigit() else 0, v))
-
-
-def pages(engine: Engine, model_name: str, version: str, window: Window) -> Iterator[Page]:
-    """One version's rows in the window, PAGE_ROWS at a time, in id order."""
-    after = window.after
-    while True:
-        query = (
-            sa.select(COLUMNS.id, COLUMNS.features, COLUMNS.predicted_class)
-            .where(COLUMNS.model_name == model_name, COLUMNS.model_version == version)
-            .where(*_in_window(window), COLUMNS.id > after)
-            .order_by(COLUMNS.id)
-            .limit(PAGE_ROWS)
-        )
-        with engine.connect() as connection:
-            rows = connection.execute(query).all()
-        if rows:
-            yield [(row[1], row[2]) for row in rows]
-            after = rows[-1][0]
-        if len(rows) < PAGE_ROWS:
-            return
-
-
 # --- Counting ------------------------------------------------------------------------------------
-
-
-def _number(value: Any) -> float:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else np.nan
-
-
-def _matrix(page: Page, names: Sequence[str]) -> np.ndarray:
-    """Features by row and name; NaN where a row lacks one (or all: no features object)."""
-    return np.array(
-        [
-            [_number(doc.get(n)) for n in names] if isinstance(doc, dict) else [np.nan] * len(names)
-            for doc, _ in page
-        ],
-        dtype=np.float64,
-    ).reshape(len(page), len(names))
 
 
 @dataclass
@@ -196,7 +106,7 @@ def profiled(
     grid_counts = [np.zeros(f.grid_bin_count, dtype=np.int64) for f in profile.features]
     for page in read():
         tally.add(page)
-        matrix = _matrix(page, profile.feature_names)
+        matrix = feature_matrix(page, profile.feature_names)
         matrix = matrix[np.isfinite(matrix).all(axis=1)]
         tally.with_features += len(matrix)
         for j, feature in enumerate(profile.features):
@@ -237,17 +147,17 @@ def unprofiled(read: Callable[[], Iterator[Page]]) -> tuple[Tally, list[FeatureD
                 continue
             tally.with_features += 1
             for name, value in doc.items():
-                number = _number(value)
-                if np.isfinite(number):
-                    low[name] = min(low.get(name, number), number)
-                    high[name] = max(high.get(name, number), number)
+                found = number(value)
+                if np.isfinite(found):
+                    low[name] = min(low.get(name, found), found)
+                    high[name] = max(high.get(name, found), found)
     names = sorted(low, key=_natural)
     edges = {
         n: np.linspace(low[n], high[n] if high[n] > low[n] else low[n] + 1, LIVE_BINS + 1) for n in names
     }
     counts = {n: np.zeros(LIVE_BINS, dtype=np.int64) for n in names}
     for page in read() if names else ():
-        matrix = _matrix(page, names)
+        matrix = feature_matrix(page, names)
         for j, name in enumerate(names):
             column = matrix[:, j][np.isfinite(matrix[:, j])]
             bins = np.clip(np.searchsorted(edges[name], column, side="right") - 1, 0, LIVE_BINS - 1)
