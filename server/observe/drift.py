@@ -30,7 +30,7 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -44,6 +44,10 @@ from server.observe.prediction_log.writer import one_line
 logger = logging.getLogger(__name__)
 
 FETCH_ROWS = 20_000  # rows read per version per refresh, at most
+# How far below the newest id read a row may still appear: ids are taken when a batch is inserted and
+# seen when it commits, so another worker's batch (up to 2,000 rows) in flight, or several, may
+# commit below ids already read. Only ids are read again over this margin, through the index.
+LATE_ID_MARGIN = 50_000
 
 
 @dataclass(frozen=True)
@@ -63,6 +67,12 @@ class _Chunk:
     psi_bins: np.ndarray  # (rows, features) flat indices into the PSI counts
     grid_bins: np.ndarray  # (rows, features) flat indices into the grid counts
     classes: np.ndarray  # per row, the class's position in the profile, or -1
+
+    def __len__(self) -> int:
+        return len(self.times)
+
+    def select(self, rows: np.ndarray | slice) -> _Chunk:
+        return _Chunk(self.times[rows], self.psi_bins[rows], self.grid_bins[rows], self.classes[rows])
 
 
 class VersionWindow:
@@ -84,13 +94,28 @@ class VersionWindow:
         self._class_counts = np.zeros(len(self._class_labels), dtype=np.int64)
         self._chunks: deque[_Chunk] = deque()
         self.rows = 0
-        self.last_id = 0
+        self.start_id = 0  # rows at or below this id are not this window's to read
+        self.read: set[int] = set()  # ids read above `floor`, so a re-read skips them
+        self.newest_id = 0
+
+    @property
+    def floor(self) -> int:
+        """Ids above this are read again (only their ids) at each refresh, so a row committed
+        after a higher id was already read is still counted once it is visible."""
+        return max(self.start_id, self.newest_id - LATE_ID_MARGIN)
+
+    def unread(self, ids: list[int]) -> list[int]:
+        """Of the ids found above `floor`, those not read yet; ids below the floor are forgotten."""
+        floor = self.floor
+        self.read = {i for i in self.read if i > floor}
+        return [i for i in ids if i > floor and i not in self.read]
 
     def add(self, rows: queries.NewRows) -> None:
         """Count rows read from the log (rows without every feature are left out)."""
         if not rows.ids:
             return
-        self.last_id = max(self.last_id, rows.ids[-1])
+        self.read.update(rows.ids)
+        self.newest_id = max(self.newest_id, max(rows.ids))
         names = self.profile.feature_names
         matrix = np.array(
             [
@@ -116,28 +141,29 @@ class VersionWindow:
         self.rows += len(times)
 
     def expire(self, now: float) -> None:
-        """Let go of rows older than the window's duration, and of the oldest beyond its rows."""
+        """Let go of every row older than the window's duration (wherever it lies: a worker's rows
+        written late, after an outage, arrive among newer ones), then of the first-read rows beyond
+        the window's rows."""
         oldest = now - self._max_seconds
-        while self._chunks:
+        kept: deque[_Chunk] = deque()
+        for chunk in self._chunks:
+            stale = chunk.times < oldest
+            if stale.any():
+                self._count(chunk.select(stale), -1)
+                self.rows -= int(stale.sum())
+                chunk = chunk.select(~stale)
+            if len(chunk):
+                kept.append(chunk)
+        self._chunks = kept
+        while self.rows > self._max_rows:
             chunk = self._chunks[0]
-            stale = int(np.searchsorted(chunk.times, oldest, side="left")) if chunk.times[0] < oldest else 0
-            stale = max(stale, min(len(chunk.times), self.rows - self._max_rows))
-            if stale <= 0:
-                return
-            gone = _Chunk(
-                chunk.times[:stale], chunk.psi_bins[:stale], chunk.grid_bins[:stale], chunk.classes[:stale]
-            )
-            self._count(gone, -1)
-            self.rows -= stale
-            if stale == len(chunk.times):
+            excess = min(len(chunk), self.rows - self._max_rows)
+            self._count(chunk.select(slice(None, excess)), -1)
+            self.rows -= excess
+            if excess == len(chunk):
                 self._chunks.popleft()
             else:
-                self._chunks[0] = _Chunk(
-                    chunk.times[stale:],
-                    chunk.psi_bins[stale:],
-                    chunk.grid_bins[stale:],
-                    chunk.classes[stale:],
-                )
+                self._chunks[0] = chunk.select(slice(excess, None))
 
     def statistics(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """Per feature PSI and KS; per class the live and training shares and their ratio."""
@@ -200,6 +226,7 @@ class DriftMonitor:
         self._published: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {}
         self._error: str | None = None
         self._refreshing = threading.Lock()
+        self._counted: set[str] = set()  # versions with a `drift_window_rows` series
 
     async def run(self) -> None:
         """Refresh every `refresh_seconds` until cancelled; a failed refresh keeps the last numbers."""
@@ -210,9 +237,12 @@ class DriftMonitor:
                 await loop.run_in_executor(self._executor, self.refresh)
                 failed = False
             except Exception as error:  # noqa: BLE001 - drift never takes anything down
-                self._error = one_line(error)
+                # The details (a database host, say) go to the log, not to every `predict` caller.
+                self._error = "the prediction log could not be read; the server log says why"
                 if not failed:
-                    logger.warning("drift could not be refreshed from the prediction log: %s", self._error)
+                    logger.warning(
+                        "drift could not be refreshed from the prediction log: %s", one_line(error)
+                    )
                 failed = True
             await asyncio.sleep(self._refresh_seconds)
 
@@ -224,9 +254,9 @@ class DriftMonitor:
 
     def _refresh(self) -> None:
         now = self._clock()
-        since = now - timedelta(seconds=self._max_seconds)
         report = []
         live_keys = set()
+        counted = set()
         for served in self._served():
             entry: dict[str, Any] = {
                 "model": served.model_name,
@@ -244,31 +274,23 @@ class DriftMonitor:
             live_keys.add(key)
             window = self._windows.get(key)
             if window is None:
-                window = self._windows[key] = VersionWindow(served.profile, self._max_rows, self._max_seconds)
+                window = VersionWindow(served.profile, self._max_rows, self._max_seconds)
                 # A new window starts at the version's latest rows, not at the oldest of the hour.
-                window.last_id = queries.window_start(
+                window.start_id = queries.window_start(
                     self._engine, served.model_name, served.version, self._max_rows
                 )
-            while True:
-                rows = queries.rows_after(
-                    self._engine,
-                    served.model_name,
-                    served.version,
-                    window.last_id,
-                    since=since,
-                    limit=FETCH_ROWS,
-                )
-                window.add(rows)
-                window.expire(now.timestamp())
-                if len(rows.ids) < FETCH_ROWS:
-                    break
+                self._windows[key] = window
+            self._read(window, served.model_name, served.version)
+            window.expire(now.timestamp())
             entry["rows"] = window.rows
             metrics.DRIFT_WINDOW_ROWS.labels(served.version).set(window.rows)
+            counted.add(served.version)
             if window.rows < self._min_rows:
                 entry.update(
                     status="collecting",
                     reason=f"{window.rows} rows in the window; drift is given from {self._min_rows}",
                 )
+                self._retire(served.version)  # numbers from a window now too thin would go stale
                 continue
             features, classes = window.statistics()
             entry.update(status="ok", features=features, classes=classes)
@@ -277,9 +299,20 @@ class DriftMonitor:
             del self._windows[key]
         for version in set(self._published) - {k[1] for k in live_keys}:
             self._retire(version)
+        for version in self._counted - counted:
+            metrics.DRIFT_WINDOW_ROWS.labels(version).set(0)
+        self._counted = counted
         self._report = report
         self._refreshed_at = now
         self._error = None
+
+    def _read(self, window: VersionWindow, model_name: str | None, version: str) -> None:
+        """The version's rows not read yet: their ids above the window's floor (index only), then
+        the rows of the unread ones, FETCH_ROWS at a time."""
+        ids = queries.ids_after(self._engine, model_name, version, window.floor)
+        unread = window.unread(ids)
+        for start in range(0, len(unread), FETCH_ROWS):
+            window.add(queries.rows_with_ids(self._engine, unread[start : start + FETCH_ROWS]))
 
     def report(self) -> dict[str, Any]:
         """What GET /model/drift answers."""
@@ -304,6 +337,9 @@ class DriftMonitor:
         self._published[version] = (tuple(f["name"] for f in features), tuple(c["class"] for c in classes))
 
     def _retire(self, version: str) -> None:
+        """NaN for a version's numbers: no longer served, or its window too thin for them."""
+        if version not in self._published:
+            return
         names, classes = self._published.pop(version)
         nan = float("nan")
         for name in names:
@@ -311,7 +347,6 @@ class DriftMonitor:
             metrics.FEATURE_DRIFT_KS.labels(name, version).set(nan)
         for label in classes:
             metrics.PREDICTED_CLASS_RATIO.labels(label, version).set(nan)
-        metrics.DRIFT_WINDOW_ROWS.labels(version).set(0)
 
 
 def _number(value: Any) -> float:

@@ -3,13 +3,14 @@ GET /predictions (admin: the prediction log, newest first, to debug one request 
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query
-from starlette.concurrency import run_in_threadpool
 
 from server.errors import BadRequest, ServingError
 from server.routes.dependencies import ServicesDep
@@ -19,6 +20,7 @@ from server.services import Monitoring
 
 router = APIRouter(tags=["monitoring"])
 
+SINCE_EXPECTED = "since: expected an ISO 8601 time or a duration such as 15m, 24h or 7d"
 LOG_OFF = "PREDICTION_LOG_URL is not set: there is no prediction log, and drift is computed from it"
 _DURATION = re.compile(r"(?P<amount>[0-9]{1,9})(?P<unit>[smhd])")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
@@ -51,20 +53,26 @@ async def predictions(
     ] = None,
     version: Annotated[str | None, Query(max_length=64)] = None,
     request_id: Annotated[str | None, Query(max_length=128)] = None,
-    before: Annotated[int | None, Query(ge=1, description="Rows older than this id (paging).")] = None,
+    before: Annotated[
+        int | None, Query(ge=1, le=2**62, description="Rows older than this id (paging).")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, Any]:
     monitoring = _monitoring(services.monitoring)
     from server.observe.prediction_log.queries import recent
 
-    page = await run_in_threadpool(
-        recent,
-        monitoring.log.engine,
-        since=_since(since),
-        version=version,
-        request_id=request_id,
-        before=before,
-        limit=limit,
+    # On the drift thread: an admin's query never takes a connection the writer needs.
+    page = await asyncio.get_running_loop().run_in_executor(
+        monitoring.drift_thread,
+        functools.partial(
+            recent,
+            monitoring.log.engine,
+            since=_since(since),
+            version=version,
+            request_id=request_id,
+            before=before,
+            limit=limit,
+        ),
     )
     following = None
     if page.next_before is not None:
@@ -84,11 +92,11 @@ def _since(text: str | None) -> datetime | None:
     """`since` as a UTC time: a duration back from now, or an ISO 8601 time (UTC when it has no zone)."""
     if text is None:
         return None
-    duration = _DURATION.fullmatch(text.strip())
-    if duration is not None:
-        return datetime.now(UTC) - timedelta(**{_UNITS[duration["unit"]]: int(duration["amount"])})
     try:
+        duration = _DURATION.fullmatch(text.strip())
+        if duration is not None:
+            return datetime.now(UTC) - timedelta(**{_UNITS[duration["unit"]]: int(duration["amount"])})
         moment = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise BadRequest("since: expected an ISO 8601 time or a duration such as 15m, 24h or 7d") from None
-    return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+        return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+    except (ValueError, OverflowError):  # not a time, or one before the year 1
+        raise BadRequest(SINCE_EXPECTED) from None

@@ -58,7 +58,7 @@ class LoggedPrediction(BaseModel):
     variant: str
     features: dict[str, Any] | None
     predicted_class: str | None
-    probabilities: dict[str, float] | None
+    probabilities: dict[str, float | None] | None  # None: not a number (inputs far off the training range)
     latency_ms: float
     caller: str | None
 

@@ -6,23 +6,30 @@ a reference profile says so."""
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import sqlalchemy as sa
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from prometheus_client import generate_latest
 
 from model_wrapper.reference_profile import ReferenceProfile, psi
 from server.app import create_app
 from server.live.loaded_model import LoadedModel
 from server.live.model_store import ModelStore
-from server.observe.drift import VersionWindow
+from server.observe.drift import DriftMonitor, ServedVersion, VersionWindow
+from server.observe.prediction_log.database import open_engine
+from server.observe.prediction_log.migrate import prepare
 from server.observe.prediction_log.queries import NewRows
+from server.observe.prediction_log.schema import predictions
 from server.settings import ServerSettings
 from tests.server.metrics_text import sample
 
@@ -162,4 +169,73 @@ def test_the_window_forgets_rows_older_than_its_duration() -> None:
     window.add(_rows(41, rng.normal(size=(30, 2)), now - timedelta(seconds=10)))
     window.expire(now.timestamp())
     assert window.rows == 30
-    assert window.last_id == 70
+    assert window.newest_id == 70
+
+
+def _monitor(
+    url: str, profile: ReferenceProfile, clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+) -> tuple[DriftMonitor, ThreadPoolExecutor]:
+    engine = open_engine(url)
+    prepare(engine, migrate=True)
+    thread = ThreadPoolExecutor(max_workers=1)
+    served = [ServedVersion("m", "1", "champion", profile, None)]
+    monitor = DriftMonitor(
+        engine, thread, lambda: served, max_rows=1000, max_seconds=3600, min_rows=10, clock=clock
+    )
+    return monitor, thread
+
+
+def _insert(url: str, ids: range, values: np.ndarray) -> None:
+    engine = open_engine(url)
+    now = datetime.now(UTC)
+    rows = [
+        {
+            "id": row_id,
+            "row_key": f"k{row_id}",
+            "logged_at": now,
+            "request_id": "r",
+            "row_index": 0,
+            "route": "/predict",
+            "model_name": "m",
+            "model_version": "1",
+            "variant": "champion",
+            "features": {"a": float(a), "b": float(b)},
+            "predicted_class": "yes",
+            "latency_ms": 1.0,
+        }
+        for row_id, (a, b) in zip(ids, values, strict=True)
+    ]
+    with engine.begin() as connection:
+        connection.execute(sa.insert(predictions), rows)
+    engine.dispose()
+
+
+def test_rows_committed_below_ids_already_read_are_counted_once(tmp_path: Path) -> None:
+    """Another worker's batch takes its ids when it inserts and shows when it commits: rows may
+    appear below ids drift has read. They are counted once they show, and nothing twice."""
+    url = f"sqlite:///{tmp_path / 'log.db'}"
+    monitor, thread = _monitor(url, _profile())
+    rng = np.random.default_rng(3)
+    _insert(url, range(201, 251), rng.normal(size=(50, 2)))
+    monitor.refresh()
+    assert monitor.report()["versions"][0]["rows"] == 50
+    _insert(url, range(101, 131), rng.normal(size=(30, 2)))  # committed late, below the ids read
+    monitor.refresh()
+    monitor.refresh()
+    assert monitor.report()["versions"][0]["rows"] == 80
+    thread.shutdown()
+
+
+def test_a_window_grown_too_thin_sets_its_numbers_to_nan(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'log.db'}"
+    clock = [datetime.now(UTC)]
+    monitor, thread = _monitor(url, _profile(), clock=lambda: clock[0])
+    _insert(url, range(1, 21), np.random.default_rng(4).normal(size=(20, 2)))
+    monitor.refresh()
+    assert sample(generate_latest().decode(), "feature_drift_psi", feature="a", version="1") >= 0
+    clock[0] += timedelta(hours=2)
+    monitor.refresh()
+    version = monitor.report()["versions"][0]
+    assert (version["status"], version["rows"]) == ("collecting", 0)
+    assert math.isnan(sample(generate_latest().decode(), "feature_drift_psi", feature="a", version="1"))
+    thread.shutdown()

@@ -242,3 +242,45 @@ def test_retention_deletes_old_rows_in_batches(log_url: str) -> None:
         writer.RETENTION_BATCH_ROWS = original
     assert [r["row_key"] for r in _rows(log_url)] == ["k12", "k13", "k14"]
     engine.dispose()
+
+
+def test_a_probability_that_is_not_a_number_is_listed_as_null(log_client: TestClient, log_url: str) -> None:
+    """/invocations answers NaN probabilities as MLflow does for inputs far off the training range;
+    the log keeps them as null, and GET /predictions lists them."""
+    engine = open_engine(log_url)
+    row = {
+        "row_key": "nan-row",
+        "logged_at": datetime.now(UTC),
+        "request_id": "nan-probability",
+        "row_index": 0,
+        "route": "/invocations",
+        "variant": "champion",
+        "probabilities": {"malignant": float("nan"), "benign": float("nan")},
+        "latency_ms": 1.0,
+    }
+    with engine.begin() as connection:
+        connection.execute(sa.insert(predictions), [row])
+    engine.dispose()
+    answer = log_client.get("/predictions", params={"request_id": "nan-probability"})
+    assert answer.status_code == 200
+    assert answer.json()["predictions"][0]["probabilities"] == {"malignant": None, "benign": None}
+
+
+@pytest.mark.parametrize("since", ["999999999h", "0001-01-01T00:00:00+05:00", "tomorrow"])
+def test_a_since_out_of_range_is_a_400(log_client: TestClient, since: str) -> None:
+    answer = log_client.get("/predictions", params={"since": since})
+    assert answer.status_code == 400
+    assert answer.json()["message"] == "since: expected an ISO 8601 time or a duration such as 15m, 24h or 7d"
+
+
+def test_a_database_at_a_newer_schema_revision_is_written_as_it_is(log_url: str) -> None:
+    """A deployment rolled back to this server keeps logging: migrations only ever add."""
+    engine = open_engine(log_url)
+    try:
+        prepare(engine, migrate=True)
+        with engine.begin() as connection:
+            connection.execute(sa.text(f"UPDATE {VERSION_TABLE} SET version_num = 'f00d'"))
+        assert prepare(engine, migrate=True) == "f00d"
+        assert prepare(engine, migrate=False) == "f00d"
+    finally:
+        engine.dispose()

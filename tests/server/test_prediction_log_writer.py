@@ -23,7 +23,7 @@ from server.observe.prediction_log.database import open_engine
 from server.observe.prediction_log.entry import Entry
 from server.observe.prediction_log.migrate import prepare
 from server.observe.prediction_log.schema import predictions
-from server.observe.prediction_log.writer import PredictionLog
+from server.observe.prediction_log.writer import PredictionLog, _retried
 
 SHARED = "postgresql://postgres@127.0.0.1:5432"
 NAMES = ("a", "b")
@@ -40,7 +40,9 @@ def database_url() -> Iterator[str]:
         admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
 
 
-def _entry(request_id: str, answer: list[str] | None = None) -> Entry:
+def _entry(
+    request_id: str, answer: list[str] | None = None, class_names: tuple[str, ...] = ("no", "yes")
+) -> Entry:
     features = np.array([[1.0, 2.0]])
     prediction = Prediction(np.array([1]), np.array(["yes"], dtype=object), np.array([[0.25, 0.75]]))
     return Entry(
@@ -51,7 +53,7 @@ def _entry(request_id: str, answer: list[str] | None = None) -> Entry:
         version="1",
         variant="champion",
         feature_names=NAMES,
-        class_names=("no", "yes"),
+        class_names=class_names,
         features=features,
         answer=prediction if answer is None else answer,
         latency_ms=1.0,
@@ -109,17 +111,51 @@ def test_rows_beyond_the_queue_bound_are_dropped_and_counted(database_url: str) 
     assert _counter("prediction_log_written_total") - written == 3
 
 
-def test_a_row_the_database_refuses_is_dropped_and_the_rest_of_its_batch_written(database_url: str) -> None:
+def test_a_row_that_cannot_be_stored_is_dropped_and_the_rest_of_its_batch_written(database_url: str) -> None:
     log, thread = _log(database_url)
     rejected = _counter("prediction_log_dropped_total", reason="rejected")
     log.offer(_entry("before"))
-    log.offer(_entry("refused", answer=["a NUL \x00 PostgreSQL text cannot hold"]))
+    # A class name no JSON encoder takes (a lone surrogate, from a model's metadata) in the
+    # probabilities: the entry can never be written, and must not hold up the others.
+    log.offer(_entry("refused", class_names=("no", "\ud800")))
     log.offer(_entry("after"))
     _drain(log)
     thread.shutdown()
     log.engine.dispose()
     assert _request_ids(database_url) == ["before", "after"]
     assert _counter("prediction_log_dropped_total", reason="rejected") - rejected == 1
+
+
+def test_text_postgresql_cannot_hold_is_made_storable(database_url: str) -> None:
+    log, thread = _log(database_url)
+    log.offer(_entry("nul", answer=["a\x00b"]))
+    log.offer(_entry("surrogate", answer=["c\ud800d"]))
+    _drain(log)
+    thread.shutdown()
+    engine = log.engine
+    with engine.connect() as connection:
+        query = sa.select(predictions.c.predicted_class).order_by(predictions.c.id)
+        stored = list(connection.execute(query).scalars())
+    engine.dispose()
+    assert stored == ["a\ufffdb", "c?d"]
+
+
+@pytest.mark.parametrize(
+    ("error", "retried"),
+    [
+        (sa.exc.OperationalError("INSERT", {}, Exception("connection refused")), True),
+        (sa.exc.InternalError("INSERT", {}, Exception("read-only transaction")), True),
+        (sa.exc.ProgrammingError("INSERT", {}, Exception("relation does not exist")), True),
+        (sa.exc.DataError("INSERT", {}, Exception("value too long")), False),
+        (sa.exc.IntegrityError("INSERT", {}, Exception("check constraint")), False),
+        (UnicodeEncodeError("utf-8", "\ud800", 0, 1, "surrogates not allowed"), False),
+    ],
+    ids=["unreachable", "read-only", "table-gone", "data", "constraint", "unencodable"],
+)
+def test_failures_a_later_try_may_not_meet_are_retried_and_refusals_are_not(
+    error: BaseException, retried: bool
+) -> None:
+    assert _retried(error) is retried
 
 
 def test_what_waits_at_shutdown_with_the_database_gone_is_counted() -> None:

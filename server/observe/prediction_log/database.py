@@ -17,6 +17,7 @@ from sqlalchemy.engine import Engine, make_url
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 CONNECT_TIMEOUT_SECONDS = 5
+STATEMENT_TIMEOUT_MS = 30_000
 
 
 def _json(value: Any) -> str:
@@ -39,7 +40,18 @@ def open_engine(url: str) -> Engine:
         sa.event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     if parsed.get_backend_name() == "postgresql":
-        options["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_SECONDS}
+        options["connect_args"] = {
+            "connect_timeout": CONNECT_TIMEOUT_SECONDS,
+            # A statement, or a server gone without closing the connection, never holds the log's
+            # thread (and so a shutdown) for long: the server ends the statement, keepalives and
+            # the send timeout end the connection.
+            "options": f"-c statement_timeout={STATEMENT_TIMEOUT_MS}",
+            "keepalives": 1,
+            "keepalives_idle": 10,
+            "keepalives_interval": 5,
+            "keepalives_count": 3,
+            "tcp_user_timeout": STATEMENT_TIMEOUT_MS,
+        }
     return sa.create_engine(url, pool_pre_ping=True, pool_size=2, max_overflow=2, **options)
 
 

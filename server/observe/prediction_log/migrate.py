@@ -5,11 +5,16 @@ migrate as a deployment step: `python -m server.observe.prediction_log upgrade`)
 Several workers and replicas start at once, so migrating is serialised: a PostgreSQL advisory lock
 held for the migration, or, for a SQLite file (one machine), a lock file beside it. The second to
 get the lock finds the schema current and does nothing.
+
+Migrations only ever add (nullable columns, indexes, tables), so a server older than the schema
+still writes its rows: it starts against a database at a revision it does not know, with a
+warning, and rolling a deployment back never needs the schema rolled back.
 """
 
 from __future__ import annotations
 
 import fcntl
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,6 +26,8 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection, Engine
 
 from server.observe.prediction_log.database import sqlite_file
+
+logger = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 VERSION_TABLE = "prediction_log_alembic_version"
@@ -45,6 +52,13 @@ def head_revision() -> str:
     return head
 
 
+def _known(revision: str) -> bool:
+    try:
+        return ScriptDirectory.from_config(_config()).get_revision(revision) is not None
+    except Exception:  # noqa: BLE001 - alembic raises its own errors for a revision it does not have
+        return False
+
+
 def current_revision(connection: Connection) -> str | None:
     context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
     return context.get_current_revision()
@@ -54,9 +68,17 @@ def prepare(engine: Engine, *, migrate: bool) -> str:
     """Make sure the schema is current: migrate it (under the lock) or raise `SchemaNotCurrent`
     with what to do. Returns the revision."""
     head = head_revision()
+    with engine.connect() as connection:
+        found = current_revision(connection)
+    if found is not None and found != head and not _known(found):
+        logger.warning(
+            "the prediction log's database is at schema revision %s, newer than this server's %s; "
+            "writing to it as it is (migrations only add to the schema)",
+            found,
+            head,
+        )
+        return found
     if not migrate:
-        with engine.connect() as connection:
-            found = current_revision(connection)
         if found != head:
             raise SchemaNotCurrent(
                 f"the prediction log's database is at schema revision {found or 'none (empty)'}, "
@@ -71,6 +93,8 @@ def prepare(engine: Engine, *, migrate: bool) -> str:
 def upgrade(engine: Engine) -> None:
     """Migrate to the newest revision, one migrator at a time."""
     with _migration_lock(engine), engine.begin() as connection:
+        if engine.url.get_backend_name() == "postgresql":
+            connection.exec_driver_sql("SET LOCAL statement_timeout = 0")  # a migration takes what it takes
         command.upgrade(_config(connection), "head")
 
 

@@ -1,5 +1,7 @@
-"""Reading the prediction log back: one request's rows, recent rows for GET /predictions, and a
-version's new rows for drift. Each query is served by one of the table's indexes."""
+"""Reading the prediction log back: recent rows for GET /predictions, and a version's new rows for
+drift. Drift's queries go through the `(model_name, model_version, id)` index; GET /predictions'
+filters by `request_id` and `since` through theirs, and by version alone (no model name) walks the
+table's ids backwards: an admin's debugging query, run on the drift thread, never the writer's."""
 
 from __future__ import annotations
 
@@ -63,7 +65,7 @@ def recent(
 
 @dataclass(frozen=True)
 class NewRows:
-    """A version's rows logged after a known id, oldest first."""
+    """Rows of the log, in id order."""
 
     ids: list[int]
     logged_at: list[datetime]
@@ -71,21 +73,31 @@ class NewRows:
     predicted_class: list[str | None]
 
 
-def rows_after(
-    engine: Engine, model_name: str | None, version: str, after_id: int, *, since: datetime, limit: int
-) -> NewRows:
-    """Up to `limit` rows of one version with ids above `after_id`, logged at `since` or later."""
-    name = (
-        predictions.c.model_name.is_(None) if model_name is None else predictions.c.model_name == model_name
+def _version(model_name: str | None, version: str) -> tuple[sa.ColumnElement[bool], ...]:
+    column = predictions.c.model_name
+    name = column.is_(None) if model_name is None else column == model_name
+    return (name, predictions.c.model_version == version)
+
+
+def ids_after(engine: Engine, model_name: str | None, version: str, after_id: int) -> list[int]:
+    """One version's row ids above `after_id`, in order (from the index alone)."""
+    query = (
+        sa.select(predictions.c.id)
+        .where(*_version(model_name, version), predictions.c.id > after_id)
+        .order_by(predictions.c.id)
     )
+    with engine.connect() as connection:
+        return list(connection.execute(query).scalars())
+
+
+def rows_with_ids(engine: Engine, ids: list[int]) -> NewRows:
+    """The rows with these ids (drift reads them), in id order."""
     query = (
         sa.select(
             predictions.c.id, predictions.c.logged_at, predictions.c.features, predictions.c.predicted_class
         )
-        .where(name, predictions.c.model_version == version, predictions.c.id > after_id)
-        .where(predictions.c.logged_at >= since)
+        .where(predictions.c.id.in_(ids))
         .order_by(predictions.c.id)
-        .limit(limit)
     )
     with engine.connect() as connection:
         result = connection.execute(query).all()
@@ -99,11 +111,9 @@ def rows_after(
 
 def window_start(engine: Engine, model_name: str | None, version: str, rows: int) -> int:
     """The id just below one version's latest `rows` rows (0 when it has no more than that)."""
-    column = predictions.c.model_name
-    name = column.is_(None) if model_name is None else column == model_name
     query = (
         sa.select(predictions.c.id)
-        .where(name, predictions.c.model_version == version)
+        .where(*_version(model_name, version))
         .order_by(predictions.c.id.desc())
         .offset(rows)
         .limit(1)
@@ -111,10 +121,3 @@ def window_start(engine: Engine, model_name: str | None, version: str, rows: int
     with engine.connect() as connection:
         found = connection.execute(query).scalar_one_or_none()
     return int(found or 0)
-
-
-def newest_id(engine: Engine) -> int:
-    with engine.connect() as connection:
-        return int(
-            connection.execute(sa.select(sa.func.coalesce(sa.func.max(predictions.c.id), 0))).scalar_one()
-        )

@@ -176,32 +176,42 @@ class PredictionLog:
             return
         loop = asyncio.get_running_loop()
         while True:
+            cutoff = datetime.now(UTC) - timedelta(days=self._retention_days)
+            deleted = 0
             try:
-                deleted = await loop.run_in_executor(self._executor, self.delete_expired)
-                if deleted:
-                    logger.info("the prediction log deleted %d rows past retention", deleted)
+                # One batch per job on the log's thread: writes take turns with the deletes.
+                while (batch := await loop.run_in_executor(self._executor, self.delete_batch, cutoff)) > 0:
+                    deleted += batch
             except Exception as error:  # noqa: BLE001 - retried at the next round
                 logger.warning("prediction log retention failed: %s", one_line(error))
+            if deleted:
+                logger.info("the prediction log deleted %d rows past retention", deleted)
             await asyncio.sleep(RETENTION_EVERY_SECONDS)
 
     def delete_expired(self, now: datetime | None = None) -> int:
-        """Delete rows past retention in batches of RETENTION_BATCH_ROWS (short transactions that
-        never hold the table long); the rows deleted."""
+        """Delete every row past retention (batch after batch); the rows deleted."""
         cutoff = (now or datetime.now(UTC)) - timedelta(days=self._retention_days)
+        deleted = 0
+        while (batch := self.delete_batch(cutoff)) > 0:
+            deleted += batch
+        return deleted
+
+    def delete_batch(self, cutoff: datetime) -> int:
+        """Delete up to RETENTION_BATCH_ROWS of the oldest rows logged before `cutoff`, in a short
+        transaction; the rows deleted. Rows another worker is deleting are skipped, not waited for
+        (PostgreSQL; SQLite has one writer at a time anyway)."""
         oldest = (
             sa.select(predictions.c.id)
             .where(predictions.c.logged_at < cutoff)
             .order_by(predictions.c.id)
             .limit(RETENTION_BATCH_ROWS)
+            .with_for_update(skip_locked=True)
         )
-        deleted = 0
-        while True:
-            with self.engine.begin() as connection:
-                ids = connection.execute(oldest).scalars().all()
-                if not ids:
-                    return deleted
+        with self.engine.begin() as connection:
+            ids = connection.execute(oldest).scalars().all()
+            if ids:
                 connection.execute(sa.delete(predictions).where(predictions.c.id.in_(ids)))
-            deleted += len(ids)
+        return len(ids)
 
     def _peek(self) -> list[tuple[int, Entry]]:
         """The oldest entries, up to MAX_WRITE_ROWS rows (at least one), left in the queue until
@@ -227,33 +237,42 @@ class PredictionLog:
         metrics.PREDICTION_LOG_QUEUE_ROWS.set(self._rows)
 
     def _write(self, batch: list[tuple[int, Entry]]) -> int:
-        """Write a batch in one transaction; the rows rejected. A database that cannot be reached
-        (or lost its table) raises, and the whole batch waits for the next try. One that refuses a
-        row it will always refuse gets the batch again one entry at a time, and the entries it
-        refuses are dropped and counted (`reason="rejected"`), so no row blocks the queue for good."""
+        """Write a batch in one transaction; the rows rejected.
+
+        A failure the database may get over (unreachable, restarting, read-only after a failover,
+        its table gone: any database error but a refusal of the data) raises, and the whole batch
+        waits for the next try. A refusal of the data itself (a value the database or its driver
+        will never take) gets the batch again one entry at a time: the entries refused are dropped
+        and counted (`reason="rejected"`), so no row blocks the queue for good."""
         statement = _insert_ignoring_duplicates(self.engine)
-        rows = [self._rows_of(sequence, entry) for sequence, entry in batch]
+        rows: list[list[dict[str, Any]]] = []
+        rejected = 0
+        for sequence, entry in batch:
+            try:
+                rows.append(self._rows_of(sequence, entry))
+            except Exception:  # noqa: BLE001 - an entry that cannot become rows is refused, not retried
+                rejected += entry.rows
         try:
             self._insert(statement, [row for entry_rows in rows for row in entry_rows])
-            return 0
-        except _RETRIED:
-            raise
-        except sa.exc.DBAPIError as error:
+            return rejected
+        except Exception as error:
+            if _retried(error):
+                raise
             logger.error(
                 "the prediction log's database refused a batch (%s); writing it entry by entry",
                 one_line(error),
             )
-        rejected = 0
+        refused = 0
         for entry_rows in rows:
             try:
                 self._insert(statement, entry_rows)
-            except _RETRIED:
-                raise
-            except sa.exc.DBAPIError:
-                rejected += len(entry_rows)
-        if rejected:
-            logger.error("the prediction log's database refused %d rows; they are dropped", rejected)
-        return rejected
+            except Exception as error:
+                if _retried(error):
+                    raise
+                refused += len(entry_rows)
+        if refused:
+            logger.error("the prediction log's database refused %d rows; they are dropped", refused)
+        return rejected + refused
 
     def _insert(self, statement: Any, rows: list[dict[str, Any]]) -> None:
         try:
@@ -290,8 +309,14 @@ class PredictionLog:
         ]
 
 
-# Failures a later try may not meet: the database unreachable, restarting, or its table gone.
-_RETRIED = (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.ProgrammingError)
+def _retried(error: BaseException) -> bool:
+    """Whether a later try may succeed: any error the database (or its connection) reports but a
+    refusal of the data (DataError: a value it cannot store; IntegrityError: a constraint, never
+    a duplicate key, which the insert skips). Errors before the database is reached (a value the
+    driver cannot encode) are refusals of the data too."""
+    if not isinstance(error, sa.exc.DBAPIError):
+        return False
+    return not isinstance(error, (sa.exc.DataError, sa.exc.IntegrityError))
 
 
 def _fitting(rows: list[Any] | None, count: int) -> list[Any] | None:
@@ -301,8 +326,15 @@ def _fitting(rows: list[Any] | None, count: int) -> list[Any] | None:
 
 
 def _cut(text: str | None, length: int) -> str | None:
-    """Text fitted to its column (a JWT subject, say, may be longer than any key name)."""
-    return text if text is None or len(text) <= length else text[:length]
+    """Text fitted to its column (a JWT subject, say, may be longer than any key name), and
+    storable everywhere: NUL (which PostgreSQL's text refuses) becomes U+FFFD, and a lone surrogate
+    (which no UTF-8 encoder takes) `?`."""
+    if text is None:
+        return None
+    text = text[:length]
+    if text.isascii() and "\x00" not in text:
+        return text
+    return text.encode("utf-8", "replace").decode("utf-8").replace("\x00", "\ufffd")
 
 
 def _feature_rows(entry: Entry) -> list[dict[str, float]] | None:
