@@ -43,7 +43,7 @@ from server.observe.prediction_log.writer import one_line
 
 logger = logging.getLogger(__name__)
 
-FETCH_ROWS = 20_000  # rows read per version per refresh, at most
+FETCH_ROWS = 2_000  # rows read per query (their ids are its parameters: well under any database's limit)
 # How far below the newest id read a row may still appear: ids are taken when a batch is inserted and
 # seen when it commits, so another worker's batch (up to 2,000 rows) in flight, or several, may
 # commit below ids already read. Only ids are read again over this margin, through the index.
