@@ -310,7 +310,8 @@ class DriftMonitor:
         """The version's rows not read yet: their ids above the window's floor (index only), then
         the rows of the unread ones, FETCH_ROWS at a time."""
         ids = queries.ids_after(self._engine, model_name, version, window.floor)
-        unread = window.unread(ids)
+        # Only the newest fill the window: older unread rows would leave it at once.
+        unread = window.unread(ids)[-self._max_rows :]
         for start in range(0, len(unread), FETCH_ROWS):
             window.add(queries.rows_with_ids(self._engine, unread[start : start + FETCH_ROWS]))
 
