@@ -1,4 +1,7 @@
 """`python -m server`: load the model (fail fast, one line), then serve with uvicorn.
+`python -m server migrate`: bring the prediction log's schema (PREDICTION_LOG_URL) to this
+server's revision and exit, for deployments that migrate as a step of their own
+(PREDICTION_LOG_MIGRATE=false).
 
 With WORKERS=1 the model loaded here is the one served. With more workers, each worker loads
 its own copy (processes share no memory); this process first checks the model loads at all, so
@@ -28,13 +31,19 @@ from server.process.mlflow_env import apply_mlflow_client_settings
 from server.settings import ServerSettings, describe_invalid_settings
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    arguments = sys.argv[1:] if argv is None else argv
+    if arguments not in ([], ["migrate"]):
+        print("usage: python -m server [migrate]", file=sys.stderr)
+        return 2
     try:
         settings = ServerSettings()
     except ValidationError as error:
         print(f"error: {describe_invalid_settings(error)}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level, settings.log_format, access_log=settings.access_log)
+    if arguments == ["migrate"]:
+        return _migrate(settings)
     apply_mlflow_client_settings(settings)
     if settings.workers > 1:
         shared = Path(tempfile.mkdtemp(prefix="registry-serve-"))
@@ -73,6 +82,27 @@ def main() -> int:
         uvicorn.run(create_app(settings, store=ModelStore(model)), **common)
     else:
         return _supervise(settings, common)
+    return 0
+
+
+def _migrate(settings: ServerSettings) -> int:
+    """Migrate the prediction log to this server's schema revision; print where it stands."""
+    url = settings.prediction_log_dsn()
+    if url is None:
+        print("error: PREDICTION_LOG_URL is not set", file=sys.stderr)
+        return 2
+    from server.observe.prediction_log.database import open_engine
+    from server.observe.prediction_log.migrate import prepare
+
+    engine = open_engine(url)
+    try:
+        revision = prepare(engine, migrate=True)
+    except Exception as error:  # noqa: BLE001 - one line for the operator, as every start-up error
+        print(f"error: the prediction log could not be migrated: {type(error).__name__}", file=sys.stderr)
+        return 1
+    finally:
+        engine.dispose()
+    print(f"the prediction log's schema is at revision {revision}")
     return 0
 
 

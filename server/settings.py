@@ -261,8 +261,7 @@ class ServerSettings(BaseSettings):
     prediction_log_migrate: bool = Field(
         default=True,
         description="At start, bring the prediction log's schema to this version (Alembic). False: "
-        "refuse to start unless it is already current (`python -m server.observe.prediction_log "
-        "upgrade` migrates it).",
+        "refuse to start unless it is already current (`python -m server migrate` migrates it).",
     )
     prediction_log_retention_days: float = Field(
         default=30.0,

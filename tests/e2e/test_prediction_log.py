@@ -316,6 +316,6 @@ def test_without_migrating_an_empty_database_the_server_refuses_to_start(
         server.start(timeout=POLL_SECONDS)
     log = server.log()
     assert "PREDICTION_LOG_MIGRATE is false" in log
-    assert "python -m server.observe.prediction_log upgrade" in log
+    assert "python -m server migrate" in log
     tables = set(sa.inspect(engine).get_table_names())
     assert not tables & {"predictions", VERSION_TABLE}, "nothing is created when migrating is off"

@@ -62,6 +62,8 @@ def test_every_endpoint_is_listed(client: TestClient) -> None:
         "/model/reload",
         "/model/versions",
         "/model/variants",
+        "/model/drift",
+        "/predictions",
         "/webhooks/mlflow",
     }
 

@@ -17,7 +17,7 @@ from server.live.model_store import ModelStore
 from server.settings import ServerSettings
 
 SCOPED = {"/predict", "/batch-predict", "/invocations", "/model/metadata", "/model/features"}
-SCOPED |= {"/model/versions", "/model/reload", "/model/variants"}
+SCOPED |= {"/model/versions", "/model/reload", "/model/variants", "/model/drift", "/predictions"}
 PREDICTIONS = {"/predict", "/batch-predict", "/invocations"}
 OPEN = {"/health", "/ping", "/webhooks/mlflow"}
 METRICS = {"/metrics", "/prometheus-metrics"}
@@ -95,3 +95,5 @@ def test_with_authentication_each_scoped_route_documents_its_credentials(
     variants = document["paths"]["/model/variants"]
     assert variants["get"]["description"].endswith("Needs a credential with the `predict` scope.")
     assert variants["put"]["description"].endswith("Needs a credential with the `admin` scope.")
+    predictions = document["paths"]["/predictions"]["get"]
+    assert predictions["description"].endswith("Needs a credential with the `admin` scope.")

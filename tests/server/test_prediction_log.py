@@ -209,7 +209,7 @@ def test_an_unmigrated_database_is_refused_when_migrating_is_off(log_url: str) -
     assert str(refused.value) == (
         f"the prediction log's database is at schema revision none (empty), this server writes revision "
         f"{head_revision()}, and PREDICTION_LOG_MIGRATE is false: run "
-        "`python -m server.observe.prediction_log upgrade`, or set PREDICTION_LOG_MIGRATE=true"
+        "`python -m server migrate`, or set PREDICTION_LOG_MIGRATE=true"
     )
 
 

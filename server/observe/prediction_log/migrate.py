@@ -1,6 +1,6 @@
 """Bringing the prediction log's schema to this server's version with Alembic, or refusing to
 start when it is not there and migrating is off (PREDICTION_LOG_MIGRATE=false, for teams that
-migrate as a deployment step: `python -m server.observe.prediction_log upgrade`).
+migrate as a deployment step: `python -m server migrate`).
 
 Several workers and replicas start at once, so migrating is serialised: a PostgreSQL advisory lock
 held for the migration, or, for a SQLite file (one machine), a lock file beside it. The second to
@@ -83,7 +83,7 @@ def prepare(engine: Engine, *, migrate: bool) -> str:
             raise SchemaNotCurrent(
                 f"the prediction log's database is at schema revision {found or 'none (empty)'}, "
                 f"this server writes revision {head}, and PREDICTION_LOG_MIGRATE is false: run "
-                "`python -m server.observe.prediction_log upgrade`, or set PREDICTION_LOG_MIGRATE=true"
+                "`python -m server migrate`, or set PREDICTION_LOG_MIGRATE=true"
             )
         return head
     upgrade(engine)
