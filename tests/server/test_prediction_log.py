@@ -5,6 +5,9 @@ load: tests/e2e/test_prediction_log.py.)"""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -284,3 +287,34 @@ def test_a_database_at_a_newer_schema_revision_is_written_as_it_is(log_url: str)
         assert prepare(engine, migrate=False) == "f00d"
     finally:
         engine.dispose()
+
+
+def _server(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("PREDICTION_LOG_", "MLFLOW_", "MODEL_"))}
+    return subprocess.run(
+        [sys.executable, "-m", "server", *args],
+        env={**base, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_python_m_server_migrate_brings_the_schema_up_as_a_step_of_its_own(log_url: str) -> None:
+    done = _server("migrate", env={"PREDICTION_LOG_URL": log_url})
+    assert (done.returncode, done.stdout) == (
+        0,
+        f"the prediction log's schema is at revision {head_revision()}\n",
+    )
+    engine = open_engine(log_url)
+    try:
+        assert prepare(engine, migrate=False) == head_revision()  # what PREDICTION_LOG_MIGRATE=false checks
+    finally:
+        engine.dispose()
+
+
+def test_python_m_server_migrate_needs_a_log_url() -> None:
+    refused = _server("migrate", env={})
+    assert (refused.returncode, refused.stderr) == (2, "error: PREDICTION_LOG_URL is not set\n")
+    unknown = _server("migrate-everything", env={})
+    assert (unknown.returncode, unknown.stderr) == (2, "usage: python -m server [migrate]\n")
