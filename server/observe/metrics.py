@@ -140,8 +140,8 @@ SHADOW_PROBABILITY_DIFFERENCE = Histogram(
 PREDICTION_LOG_WRITTEN = Counter("prediction_log_written", "Rows written to the prediction log's database.")
 PREDICTION_LOG_DROPPED = Counter(
     "prediction_log_dropped",
-    "Rows not written to the prediction log: its queue was full (the database slow or down), or "
-    "the server stopped before it could write them.",
+    "Rows not written to the prediction log: its queue was full (the database slow or down), the "
+    "server stopped before it could write them, or the database refused them for good.",
     ["reason"],
 )
 PREDICTION_LOG_QUEUE_ROWS = Gauge(

@@ -162,12 +162,17 @@ def test_every_request_is_one_row_with_its_version_and_variant(
     requests = _mixed_requests(REQUESTS)
     expected: dict[tuple[str, int], tuple[str, dict[str, float]]] = {}
     with (
-        _logging_server(base_env, champion_uri, tmp_path / "api.log", cluster.url(database)) as server,
+        # Two workers, each migrating at start and writing rows of its own to the one table.
+        _logging_server(
+            base_env, champion_uri, tmp_path / "api.log", cluster.url(database), WORKERS="2"
+        ) as server,
         httpx.Client(base_url=server.url, timeout=30) as http,
     ):
         for index, request in enumerate(requests):
             request_id = f"plog-{index}-{uuid.uuid4().hex[:8]}"
-            response = http.post(request.path, json=request.body, headers={"X-Request-ID": request_id})
+            # A connection per request: the kernel spreads them over both workers' sockets.
+            headers = {"X-Request-ID": request_id, "Connection": "close"}
+            response = http.post(request.path, json=request.body, headers=headers)
             assert response.status_code == 200, (request.path, response.text)
             assert response.headers["x-request-id"] == request_id
             assert response.headers["x-model-version"] == champion_version
@@ -190,9 +195,12 @@ def test_every_request_is_one_row_with_its_version_and_variant(
         predictions.c.model_version,
         predictions.c.variant,
         predictions.c.features,
+        predictions.c.row_key,
     )
     with engine.connect() as connection:
         rows = connection.execute(sa.select(*columns)).all()
+    # Row keys start with a random prefix per process (16 hex digits): both workers wrote.
+    assert len({row.row_key[:16] for row in rows}) == 2
     assert len(rows) == len(expected) == REQUESTS + sum(len(r.records) - 1 for r in requests)
     logged = {(row.request_id, row.row_index): row for row in rows}
     assert logged.keys() == expected.keys()  # one row per record, none twice, none missing

@@ -40,6 +40,8 @@ MAX_WRITE_ROWS = 2000  # one transaction: large enough to amortise it, small eno
 RETRY_SECONDS = (0.25, 0.5, 1.0, 2.0, 5.0)
 RETENTION_EVERY_SECONDS = 3600.0
 RETENTION_BATCH_ROWS = 5000
+# Why rows go unwritten: the queue was full, the server stopped first, the database refused them.
+DROP_REASONS = ("queue_full", "shutdown", "rejected")
 
 
 class PredictionLog:
@@ -70,6 +72,8 @@ class PredictionLog:
         self._key_prefix = os.urandom(8).hex()
         self._sequence = itertools.count()
         metrics.PREDICTION_LOG_QUEUE_ROWS.set(0)
+        for reason in DROP_REASONS:  # every series exists, at zero, before its first drop
+            metrics.PREDICTION_LOG_DROPPED.labels(reason)
 
     def sampled(self) -> bool:
         """Whether to log this request (PREDICTION_LOG_SAMPLE), asked before an entry is made."""
