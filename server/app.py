@@ -93,7 +93,11 @@ def create_app(settings: ServerSettings, *, store: ModelStore | None = None) -> 
         if not store.loaded:
             store.swap(await run_in_threadpool(load_initial_model, settings, services.loader))
         if services.monitoring is not None:
-            await services.monitoring.log.start()
+            try:
+                await services.monitoring.log.start()
+            except BaseException:  # refused (a schema it may not migrate): nothing is left running
+                await services.close()
+                raise
         freeze_startup_objects()
         services.reloader.announce(store.current)
         tasks = _background_tasks(services)
