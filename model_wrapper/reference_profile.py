@@ -6,10 +6,11 @@ stored, so each version's run carries this summary instead (`reference_profile.j
 * per feature, the training rows in ten quantile bins (deciles), the usual reference for the
   population stability index (PSI): live values fall into the same bins, and the two sets of shares
   are compared;
-* per feature, the training CDF on a grid of `KS_POINTS` training quantiles, enough for the
-  Kolmogorov-Smirnov statistic to about 1/(KS_POINTS-1), where storing the rows themselves would
-  make the artifact grow with the training set. Its size is fixed by the features instead: 30 take
-  about 170 KB of JSON (275 KB as `mlflow.log_dict` indents it), most of it the CDF's floats;
+* per feature, the training CDF on a grid of `KS_POINTS` training quantiles (stored as the count
+  of training rows at or below each point, so exactly), enough for the Kolmogorov-Smirnov
+  statistic to about 1/(KS_POINTS-1), where storing the rows themselves would make the artifact
+  grow with the training set. Its size is fixed by the features instead: for 30 features, tens of
+  kilobytes of compact JSON;
 * the training rows of each class.
 
 Bin edges and grid points are training values (inverted-CDF quantiles), with repeats dropped, so
@@ -99,7 +100,7 @@ class ReferenceProfile:
                     "bin_edges": f.bin_edges.tolist(),
                     "bin_counts": f.bin_counts.tolist(),
                     "grid": f.grid.tolist(),
-                    "grid_cdf": f.grid_cdf.tolist(),
+                    "grid_rows": np.rint(f.grid_cdf * self.rows).astype(np.int64).tolist(),
                 }
                 for f in self.features
             ],
@@ -272,12 +273,15 @@ def _feature(item: Any, where: str, rows: int) -> FeatureProfile:
     if sum(counts) != rows:
         raise ProfileError(f"{where}.bin_counts: sum to {sum(counts)}, not rows={rows}")
     grid = _increasing(_numbers(doc, "grid", where), f"{where}.grid")
-    cdf = _numbers(doc, "grid_cdf", where)
-    if len(cdf) != len(grid):
-        raise ProfileError(f"{where}.grid_cdf: expected {len(grid)} values, got {len(cdf)}")
-    if (np.diff(cdf) < 0).any() or cdf[0] < 0 or cdf[-1] > 1:
-        raise ProfileError(f"{where}.grid_cdf: not a non-decreasing fraction in [0, 1]")
-    return FeatureProfile(name, edges, _readonly(np.array(counts, dtype=np.int64)), grid, _readonly(cdf))
+    at_or_below = np.array(
+        [_count(c, f"{where}.grid_rows") for c in _list(doc, "grid_rows", where)], dtype=np.int64
+    )
+    if len(at_or_below) != len(grid):
+        raise ProfileError(f"{where}.grid_rows: expected {len(grid)} counts, got {len(at_or_below)}")
+    if (np.diff(at_or_below) < 0).any() or at_or_below[-1] > rows:
+        raise ProfileError(f"{where}.grid_rows: not non-decreasing counts of at most rows={rows}")
+    cdf = _readonly(at_or_below / rows)
+    return FeatureProfile(name, edges, _readonly(np.array(counts, dtype=np.int64)), grid, cdf)
 
 
 def _class(doc: dict[str, Any], where: str) -> ClassShare:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import sys
 from collections.abc import Sequence
 
@@ -111,7 +112,10 @@ def register_version(
         with mlflow.start_run(run_name=f"{flavor}-{estimator}-seed{seed}"):
             mlflow.log_params(params)
             model_uri = log_model(data, flavor, estimator, seed, autolog=autolog)
-            mlflow.log_dict(reference_profile(data).to_dict(), PROFILE_ARTIFACT)
+            # Compact: mlflow.log_dict would indent it, one number per line.
+            mlflow.log_text(
+                json.dumps(reference_profile(data).to_dict(), separators=(",", ":")), PROFILE_ARTIFACT
+            )
         registered = mlflow.register_model(model_uri, model_name)
     return str(registered.version)
 

@@ -183,13 +183,13 @@ def _broken(profile: ReferenceProfile, change: str) -> dict[str, Any]:
     elif change == "nan":
         feature["grid"][5] = float("nan")
     elif change == "missing":
-        del feature["grid_cdf"]
+        del feature["grid_rows"]
     elif change == "missing-rows":
         del document["rows"]
     elif change == "class-sum":
         document["classes"][0]["count"] += 1
     elif change == "cdf-length":
-        feature["grid_cdf"].pop()
+        feature["grid_rows"].pop()
     elif change == "not-an-object":
         document["features"][1] = []
     return document
@@ -202,10 +202,10 @@ def _broken(profile: ReferenceProfile, change: str) -> dict[str, Any]:
         ("unsorted", "features[1].bin_edges: not strictly increasing"),
         ("counts", f"features[1].bin_counts: expected {PSI_BINS} counts, got {PSI_BINS - 1}"),
         ("nan", "features[1].grid: not all finite"),
-        ("missing", "features[1].grid_cdf: missing"),
+        ("missing", "features[1].grid_rows: missing"),
         ("missing-rows", "rows: missing"),
         ("class-sum", f"classes: counts sum to {ROWS + 1}, not rows={ROWS}"),
-        ("cdf-length", f"features[1].grid_cdf: expected {KS_POINTS} values, got {KS_POINTS - 1}"),
+        ("cdf-length", f"features[1].grid_rows: expected {KS_POINTS} counts, got {KS_POINTS - 1}"),
         ("not-an-object", "features[1]: expected an object, got list"),
     ],
 )
