@@ -43,6 +43,7 @@ from server.observe.prediction_log.writer import one_line
 
 logger = logging.getLogger(__name__)
 
+READ_ROWS = 2_000  # rows read per version per refresh, at most
 FETCH_ROWS = 2_000  # rows read per query (their ids are its parameters: well under any database's limit)
 # How far below the newest id read a row may still appear: ids are taken when a batch is inserted and
 # seen when it commits, so another worker's batch (up to 2,000 rows) in flight, or several, may
@@ -310,8 +311,10 @@ class DriftMonitor:
         """The version's rows not read yet: their ids above the window's floor (index only), then
         the rows of the unread ones, FETCH_ROWS at a time."""
         ids = queries.ids_after(self._engine, model_name, version, window.floor)
-        # Only the newest fill the window: older unread rows would leave it at once.
-        unread = window.unread(ids)[-self._max_rows :]
+        # Only the newest fill the window (older unread rows would leave it at once), and at most
+        # READ_ROWS per refresh: under heavy traffic the window is a sample of the latest rows,
+        # which costs the answers a bounded share of the CPU whatever the traffic.
+        unread = window.unread(ids)[-min(self._max_rows, READ_ROWS) :]
         for start in range(0, len(unread), FETCH_ROWS):
             window.add(queries.rows_with_ids(self._engine, unread[start : start + FETCH_ROWS]))
 

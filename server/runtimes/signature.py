@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 from mlflow.pyfunc import PyFuncModel
 from mlflow.types.schema import ColSpec
@@ -24,8 +25,9 @@ class Features:
 
     specs: tuple[FeatureSpec, ...]
 
-    @property
+    @cached_property
     def names(self) -> tuple[str, ...]:
+        """Made once: every request's path reads it."""
         return tuple(spec.name for spec in self.specs)
 
     @property

@@ -6,6 +6,7 @@ waits is counted, never lost silently)."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 import uuid
 from collections.abc import Iterator
@@ -21,9 +22,10 @@ from model_wrapper import Prediction
 from registry_scripts.processes import free_port
 from server.observe.prediction_log.database import open_engine
 from server.observe.prediction_log.entry import Entry
+from server.observe.prediction_log.inserts import retried
 from server.observe.prediction_log.migrate import prepare
 from server.observe.prediction_log.schema import predictions
-from server.observe.prediction_log.writer import PredictionLog, _retried
+from server.observe.prediction_log.writer import PredictionLog
 
 SHARED = "postgresql://postgres@127.0.0.1:5432"
 NAMES = ("a", "b")
@@ -111,18 +113,29 @@ def test_rows_beyond_the_queue_bound_are_dropped_and_counted(database_url: str) 
     assert _counter("prediction_log_written_total") - written == 3
 
 
-def test_a_row_that_cannot_be_stored_is_dropped_and_the_rest_of_its_batch_written(database_url: str) -> None:
+def test_a_row_the_database_refuses_is_dropped_and_the_rest_of_its_batch_written(database_url: str) -> None:
     log, thread = _log(database_url)
     rejected = _counter("prediction_log_dropped_total", reason="rejected")
     log.offer(_entry("before"))
-    # A class name no JSON encoder takes (a lone surrogate, from a model's metadata) in the
-    # probabilities: the entry can never be written, and must not hold up the others.
-    log.offer(_entry("refused", class_names=("no", "\ud800")))
+    log.offer(_entry("x" * 200))  # longer than its column: PostgreSQL will never take it
     log.offer(_entry("after"))
     _drain(log)
     thread.shutdown()
     log.engine.dispose()
     assert _request_ids(database_url) == ["before", "after"]
+    assert _counter("prediction_log_dropped_total", reason="rejected") - rejected == 1
+
+
+def test_an_entry_that_cannot_become_rows_is_counted_and_never_raises(database_url: str) -> None:
+    log, thread = _log(database_url)
+    rejected = _counter("prediction_log_dropped_total", reason="rejected")
+    # A class name no JSON encoder takes (a lone surrogate, from a model's metadata).
+    log.offer(_entry("unencodable", class_names=("no", "\ud800")))
+    log.offer(_entry("after"))
+    _drain(log)
+    thread.shutdown()
+    log.engine.dispose()
+    assert _request_ids(database_url) == ["after"]
     assert _counter("prediction_log_dropped_total", reason="rejected") - rejected == 1
 
 
@@ -141,7 +154,7 @@ def test_text_postgresql_cannot_hold_is_made_storable(database_url: str) -> None
 
 
 @pytest.mark.parametrize(
-    ("error", "retried"),
+    ("error", "expected"),
     [
         (sa.exc.OperationalError("INSERT", {}, Exception("connection refused")), True),
         (sa.exc.InternalError("INSERT", {}, Exception("read-only transaction")), True),
@@ -149,13 +162,28 @@ def test_text_postgresql_cannot_hold_is_made_storable(database_url: str) -> None
         (sa.exc.DataError("INSERT", {}, Exception("value too long")), False),
         (sa.exc.IntegrityError("INSERT", {}, Exception("check constraint")), False),
         (UnicodeEncodeError("utf-8", "\ud800", 0, 1, "surrogates not allowed"), False),
+        (psycopg.errors.ReadOnlySqlTransaction("cannot execute INSERT in a read-only transaction"), True),
+        (psycopg.errors.StringDataRightTruncation("value too long"), False),
+        (psycopg.errors.UniqueViolation("duplicate key"), False),
+        (sqlite3.OperationalError("database is locked"), True),
     ],
-    ids=["unreachable", "read-only", "table-gone", "data", "constraint", "unencodable"],
+    ids=[
+        "unreachable",
+        "read-only",
+        "table-gone",
+        "data",
+        "constraint",
+        "unencodable",
+        "pg-read-only",
+        "pg-too-long",
+        "pg-duplicate",
+        "sqlite-locked",
+    ],
 )
 def test_failures_a_later_try_may_not_meet_are_retried_and_refusals_are_not(
-    error: BaseException, retried: bool
+    error: BaseException, expected: bool
 ) -> None:
-    assert _retried(error) is retried
+    assert retried(error, (psycopg.Error, sqlite3.Error)) is expected
 
 
 def test_what_waits_at_shutdown_with_the_database_gone_is_counted() -> None:
@@ -174,5 +202,12 @@ def test_what_waits_at_shutdown_with_the_database_gone_is_counted() -> None:
 
 def test_sampling_keeps_about_its_share() -> None:
     chances = iter([0.1, 0.6, 0.3, 0.9])
-    log = PredictionLog(None, None, queue_rows=1, sample=0.5, retention_days=0, chance=lambda: next(chances))  # type: ignore[arg-type]
+    log = PredictionLog(
+        open_engine("sqlite://"),
+        None,
+        queue_rows=1,
+        sample=0.5,
+        retention_days=0,
+        chance=lambda: next(chances),
+    )  # type: ignore[arg-type]
     assert [log.sampled() for _ in range(4)] == [True, False, True, False]
