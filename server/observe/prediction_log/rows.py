@@ -36,9 +36,17 @@ def aware_utc(seconds: float) -> datetime:
     return datetime.fromtimestamp(seconds, UTC)
 
 
+_second: list[Any] = [None, ""]  # the last whole second formatted, and its text
+
+
 def sqlite_text(seconds: float) -> str:
-    """The text SQLAlchemy's SQLite DATETIME stores (and reads back): UTC, without a zone."""
-    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    """The text SQLAlchemy's SQLite DATETIME stores (and reads back): UTC, without a zone. The
+    date and time of day are formatted once per second: most requests share their second."""
+    whole = int(seconds)
+    if _second[0] != whole:
+        _second[1] = datetime.fromtimestamp(whole, UTC).strftime("%Y-%m-%d %H:%M:%S")
+        _second[0] = whole
+    return f"{_second[1]}.{int((seconds - whole) * 1e6):06d}"
 
 
 def rows_of(entry: Entry, key_prefix: str, stamp: Stamp) -> list[Row]:

@@ -24,6 +24,7 @@ import itertools
 import logging
 import os
 import random
+import sys
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Executor
@@ -43,6 +44,7 @@ logger = logging.getLogger(__name__)
 MAX_WRITE_ROWS = 5000  # one transaction: large enough to amortise it, small enough to retry
 WRITE_INTERVAL_SECONDS = 0.25
 RETRY_SECONDS = (0.25, 0.5, 1.0, 2.0, 5.0)
+SWITCH_INTERVAL_SECONDS = 0.0005
 RETENTION_EVERY_SECONDS = 3600.0
 RETENTION_BATCH_ROWS = 5000
 # Why rows go unwritten: the queue was full, the server stopped first, the database refused them.
@@ -108,6 +110,10 @@ class PredictionLog:
         """Bring the schema up to date at start-up. A database that refuses this server's schema
         (`SchemaNotCurrent`) stops the start; one that cannot be reached does not: serving starts,
         rows queue, and `run` prepares the schema once the database answers."""
+        # The writer's thread runs Python between its driver calls; when the event loop wants
+        # Python's lock back meanwhile, it waits up to the switch interval (5 ms by default), and
+        # the requests waiting behind it see that as latency. A shorter interval bounds it.
+        sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
         loop = asyncio.get_running_loop()
         try:
             await loop.run_in_executor(self._executor, self._prepare)
