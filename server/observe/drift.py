@@ -17,8 +17,9 @@ numbers and says why. A version that stops being served has its gauges set to Na
 until restart, as prometheus-client's multiprocess mode keeps them), so no alert fires for it.
 
 Rows committed out of id order by concurrent writers (PostgreSQL sequences are not transactional)
-can land below a worker's last seen id and are then not counted: a sample of the traffic is what
-drift needs, and such rows are a sliver of it.
+can land below ids a worker has already read: their ids are looked for again over LATE_ID_MARGIN,
+so they are counted once they show. Each refresh reads at most READ_ROWS new rows per version, the
+newest: under heavy traffic the window is a sample of the latest rows, at a bounded cost.
 """
 
 from __future__ import annotations
