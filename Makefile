@@ -17,7 +17,8 @@ help: ## List the targets
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
-$(INSTALLED): $(PY) setup.cfg setup.py pyproject.toml constraints.txt server/codecs/_records_reader.c
+$(INSTALLED): $(PY) setup.cfg setup.py pyproject.toml constraints.txt server/codecs/_records_reader.c \
+		server/observe/prediction_log/_keyed_rows.c
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $@
@@ -50,14 +51,14 @@ test: $(INSTALLED) $(TOOLS) ## Run the whole test suite against real MLflow, uvi
 
 # The records reader is C that reads untrusted bodies: its tests (damaged and truncated bodies,
 # and bodies of every length, included) run again against a build with AddressSanitizer and UBSan,
-# then the plain build returns. PYTHONMALLOC=malloc gives each bytes object an allocation of its
+# then the plain build returns; so do the prediction log's keyed rows (C that writes the log's JSON). PYTHONMALLOC=malloc gives each bytes object an allocation of its
 # own: pymalloc would keep small bodies side by side in its arenas, where AddressSanitizer cannot
 # see a read past one body's end.
 SANITIZE_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer -O1
-sanitize: $(INSTALLED) ## Run the compiled records reader's tests under AddressSanitizer and UBSan
+sanitize: $(INSTALLED) ## Run the compiled modules' tests under AddressSanitizer and UBSan
 	CFLAGS="$(SANITIZE_FLAGS)" LDFLAGS="$(SANITIZE_FLAGS)" $(PY) setup.py -q build_ext --inplace --force --build-temp .sanitize
 	PYTHONMALLOC=malloc ASAN_OPTIONS=detect_leaks=0 LD_PRELOAD="$$(gcc -print-file-name=libasan.so)" \
-		$(PY) -m pytest -p no:cacheprovider --capture=sys tests/server/test_plain_records.py; \
+		$(PY) -m pytest -p no:cacheprovider --capture=sys tests/server/test_plain_records.py tests/server/test_keyed_rows.py; \
 		status=$$?; $(PY) setup.py -q build_ext --inplace --force --build-temp .sanitize; rm -rf .sanitize; exit $$status
 
 validate-ops: $(INSTALLED) $(TOOLS) ## Validate the Dockerfile, compose file, Kubernetes manifests and Prometheus rules
@@ -88,4 +89,5 @@ bench-soak: $(INSTALLED) ## Five minutes at 32 connections, a promotion every 30
 	$(PY) -m bench.soak $(BENCH_ARGS)
 
 clean: ## Remove .venv, caches and make run's data
-	rm -rf $(VENV) .tools .data .pytest_cache .ruff_cache *.egg-info build server/codecs/*.so
+	rm -rf $(VENV) .tools .data .pytest_cache .ruff_cache *.egg-info build server/codecs/*.so \
+		server/observe/prediction_log/*.so

@@ -106,6 +106,13 @@ class VersionWindow:
         after a higher id was already read is still counted once it is visible."""
         return max(self.start_id, self.newest_id - LATE_ID_MARGIN)
 
+    def ids_to_look_at(self, wanted: int) -> int:
+        """How many of the newest ids above `floor` hold the newest `wanted` unread ones (where
+        there are that many): the ids already read among them, and `wanted` more."""
+        floor = self.floor
+        self.read = {i for i in self.read if i > floor}
+        return wanted + len(self.read)
+
     def unread(self, ids: list[int]) -> list[int]:
         """Of the ids found above `floor`, those not read yet; ids below the floor are forgotten."""
         floor = self.floor
@@ -311,11 +318,15 @@ class DriftMonitor:
     def _read(self, window: VersionWindow, model_name: str | None, version: str) -> None:
         """The version's rows not read yet: their ids above the window's floor (index only), then
         the rows of the unread ones, FETCH_ROWS at a time."""
-        ids = queries.ids_after(self._engine, model_name, version, window.floor)
         # Only the newest fill the window (older unread rows would leave it at once), and at most
         # READ_ROWS per refresh: under heavy traffic the window is a sample of the latest rows,
-        # which costs the answers a bounded share of the CPU whatever the traffic.
-        unread = window.unread(ids)[-min(self._max_rows, READ_ROWS) :]
+        # which costs the answers a bounded share of the CPU whatever the traffic. So only the
+        # newest ids are looked at, however many rows were logged since the last refresh.
+        wanted = min(self._max_rows, READ_ROWS)
+        ids = queries.ids_after(
+            self._engine, model_name, version, window.floor, window.ids_to_look_at(wanted)
+        )
+        unread = window.unread(ids)[-wanted:]
         for start in range(0, len(unread), FETCH_ROWS):
             window.add(queries.rows_with_ids(self._engine, unread[start : start + FETCH_ROWS]))
 

@@ -13,7 +13,7 @@ from model_wrapper import Prediction
 from server.edge.request_context import CALLER_STATE, STARTED_STATE, current_request_id
 from server.edge.route_path import route_path
 from server.inference.variants import Served
-from server.observe.prediction_log.entry import Entry
+from server.observe.prediction_log.entry import Entry, Source
 from server.services import Services
 
 
@@ -58,19 +58,35 @@ def _entry(
     scope = request.scope
     state = scope.get("state", {})
     started = state.get(STARTED_STATE)
+    return Entry(
+        time.time(),
+        current_request_id.get() or "",
+        route_path(scope),
+        _source(served),
+        features,
+        answer,
+        (time.perf_counter() - started) * 1000 if started is not None else 0.0,
+        state.get(CALLER_STATE),
+    )
+
+
+# The log's Source for the model each variant serves now: one per variant, replaced when the
+# variant's model is (so a retired model is not kept alive by it).
+_sources: dict[str, tuple[Served, Source]] = {}
+
+
+def _source(served: Served) -> Source:
+    cached = _sources.get(served.variant)
+    if cached is not None and cached[0] is served:
+        return cached[1]
     model = served.model
     runtime = model.runtime
-    return Entry(
-        logged_at=time.time(),
-        request_id=current_request_id.get() or "",
-        route=route_path(scope),
+    source = Source(
         model_name=model.source.name,
         version=model.source.version,
         variant=served.variant,
         feature_names=model.feature_names,
         class_names=runtime.class_names if runtime is not None else None,
-        features=features,
-        answer=answer,
-        latency_ms=(time.perf_counter() - started) * 1000 if started is not None else 0.0,
-        caller=state.get(CALLER_STATE),
     )
+    _sources[served.variant] = (served, source)
+    return source

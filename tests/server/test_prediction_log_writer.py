@@ -11,6 +11,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import psycopg
@@ -20,10 +21,12 @@ from prometheus_client import REGISTRY
 
 from model_wrapper import Prediction
 from registry_scripts.processes import free_port
+from server.observe.prediction_log import inserts
 from server.observe.prediction_log.database import open_engine
-from server.observe.prediction_log.entry import Entry
+from server.observe.prediction_log.entry import Entry, Source
 from server.observe.prediction_log.inserts import retried
 from server.observe.prediction_log.migrate import prepare
+from server.observe.prediction_log.rows import rows_of
 from server.observe.prediction_log.schema import predictions
 from server.observe.prediction_log.writer import PredictionLog
 
@@ -51,11 +54,9 @@ def _entry(
         logged_at=time.time(),
         request_id=request_id,
         route="/predict",
-        model_name="m",
-        version="1",
-        variant="champion",
-        feature_names=NAMES,
-        class_names=class_names,
+        source=Source(
+            model_name="m", version="1", variant="champion", feature_names=NAMES, class_names=class_names
+        ),
         features=features,
         answer=prediction if answer is None else answer,
         latency_ms=1.0,
@@ -211,3 +212,62 @@ def test_sampling_keeps_about_its_share() -> None:
         chance=lambda: next(chances),
     )  # type: ignore[arg-type]
     assert [log.sampled() for _ in range(4)] == [True, False, True, False]
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+def any_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh database of each kind the log writes in its own way (COPY text, multi-row INSERT)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'predictions.db'}"
+        return
+    yield request.getfixturevalue("database_url")
+
+
+def test_a_batch_written_again_after_a_lost_acknowledgement_is_not_written_twice(
+    any_database_url: str,
+) -> None:
+    engine = open_engine(any_database_url)
+    prepare(engine, migrate=True)
+    form = inserts.row_format_for(engine)
+    first, _ = rows_of([(i, _entry(f"r{i}")) for i in range(3)], "p", form)
+    inserts.insert(engine, first)
+    # The retry holds the committed rows and the ones offered since.
+    again, _ = rows_of([(i, _entry(f"r{i}")) for i in range(5)], "p", form)
+    inserts.insert(engine, again)
+    engine.dispose()
+    assert _request_ids(any_database_url) == ["r0", "r1", "r2", "r3", "r4"]
+
+
+def test_text_with_the_characters_each_insert_format_escapes_is_stored_as_it_was(
+    any_database_url: str,
+) -> None:
+    awkward = 'back\\slash\ttab\nnew\rline \\N "quoted"'
+    names = (awkward, "plain")
+    entry = Entry(
+        logged_at=time.time(),
+        request_id="awkward",
+        route="/predict",
+        source=Source(
+            model_name=awkward, version="\\N", variant="champion", feature_names=names, class_names=names
+        ),
+        features=np.array([[0.5, -1e-300]]),
+        answer=Prediction(np.array([0]), np.array([awkward], dtype=object), np.array([[0.25, 0.75]])),
+        latency_ms=1.5,
+        caller=awkward,
+    )
+    log, thread = _log(any_database_url)
+    log.offer(entry)
+    _drain(log)
+    thread.shutdown()
+    with log.engine.connect() as connection:
+        row = connection.execute(sa.select(predictions)).one()._mapping
+    log.engine.dispose()
+    assert (row["model_name"], row["model_version"], row["predicted_class"], row["caller"]) == (
+        awkward,
+        "\\N",
+        awkward,
+        awkward,
+    )
+    assert row["features"] == {awkward: 0.5, "plain": -1e-300}
+    assert row["probabilities"] == {awkward: 0.25, "plain": 0.75}
+    assert row["latency_ms"] == 1.5

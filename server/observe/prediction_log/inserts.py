@@ -1,9 +1,9 @@
 """Writing finished rows with as few driver calls as each database allows, because every call
 into a driver lets go of Python's lock and must win it back from the event loop:
 
-- PostgreSQL: `COPY ... FROM STDIN`, the rows streamed in a few large writes; a batch that meets
-  a row already written (a retry after a commit whose acknowledgement was lost) is written again
-  with `INSERT ... ON CONFLICT (row_key) DO NOTHING`;
+- PostgreSQL: `COPY ... FROM STDIN` of rows made as COPY text (`rows.COPY_TEXT`), in one write;
+  a batch that meets a row already written (a retry after a commit whose acknowledgement was lost)
+  is written again with `INSERT ... ON CONFLICT (row_key) DO NOTHING`;
 - SQLite: multi-row `INSERT ... ON CONFLICT (row_key) DO NOTHING`, a few hundred rows a statement;
 - anything else: SQLAlchemy's own executemany.
 
@@ -14,16 +14,17 @@ IntegrityError, a value the driver cannot encode) never will be.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from functools import cache
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from server.observe.prediction_log.rows import COLUMNS, Row, Stamp, aware_utc, sqlite_text
+from server.observe.prediction_log.rows import AWARE_TUPLES, COLUMNS, COPY_TEXT, SQLITE_TUPLES, Row, RowFormat
 from server.observe.prediction_log.schema import predictions
 
-SQLITE_ROWS_PER_STATEMENT = 500  # 13 parameters a row: far below SQLite's 32,766
+SQLITE_ROWS_PER_STATEMENT = 512  # 13 parameters a row: far below SQLite's 32,766
 _NAMES = ", ".join(COLUMNS)
 _COPY = f"COPY predictions ({_NAMES}) FROM STDIN"
 _UPSERT = (
@@ -32,9 +33,10 @@ _UPSERT = (
 )
 
 
-def stamp_for(engine: Engine) -> Stamp:
-    """How rows carry their time for this database."""
-    return sqlite_text if engine.url.get_backend_name() == "sqlite" else aware_utc
+def row_format_for(engine: Engine) -> RowFormat:
+    """The form `insert` takes this database's rows in."""
+    backend = engine.url.get_backend_name()
+    return {"sqlite": SQLITE_TUPLES, "postgresql": COPY_TEXT}.get(backend, AWARE_TUPLES)
 
 
 def insert(engine: Engine, rows: Sequence[Row]) -> None:
@@ -65,20 +67,48 @@ def _postgresql(raw: object, rows: Sequence[Row]) -> None:
     cursor = raw.cursor()  # type: ignore[attr-defined]
     try:
         with cursor.copy(_COPY) as copy:
-            for row in rows:
-                copy.write_row(row)
+            copy.write("\n".join(rows) + "\n")
     except Exception as error:
         if "UniqueViolation" not in {c.__name__ for c in type(error).__mro__}:
             raise
         raw.rollback()  # type: ignore[attr-defined]
-        cursor.executemany(_UPSERT, rows)
+        cursor.executemany(_UPSERT, [copy_fields(row) for row in rows])
+
+
+_COPY_FIELD_ESCAPE = re.compile(r"\\(.)")
+_COPY_UNESCAPES = {"\\": "\\", "t": "\t", "n": "\n", "r": "\r"}
+
+
+def copy_fields(line: str) -> tuple[str | None, ...]:
+    """A line of COPY text back as its fields (text; PostgreSQL casts them to the columns' types)."""
+    return tuple(
+        None if field == "\\N" else _COPY_FIELD_ESCAPE.sub(lambda m: _COPY_UNESCAPES.get(m[1], m[1]), field)
+        for field in line.split("\t")
+    )
 
 
 def _sqlite(raw: object, rows: Sequence[Row]) -> None:
     cursor = raw.cursor()  # type: ignore[attr-defined]
-    for start in range(0, len(rows), SQLITE_ROWS_PER_STATEMENT):
-        chunk = rows[start : start + SQLITE_ROWS_PER_STATEMENT]
-        cursor.execute(_sqlite_statement(len(chunk)), [value for row in chunk for value in row])
+    start = 0
+    for size in _sqlite_chunks(len(rows)):
+        chunk = rows[start : start + size]
+        cursor.execute(_sqlite_statement(size), [value for row in chunk for value in row])
+        start += size
+
+
+def _sqlite_chunks(rows: int) -> list[int]:
+    """`rows` as statements of SQLITE_ROWS_PER_STATEMENT rows, then of powers of two: a few
+    statements' texts, each parsed once per connection and then taken from its statement cache
+    (a statement of every batch's odd size would be parsed anew each time)."""
+    sizes = [SQLITE_ROWS_PER_STATEMENT] * (rows // SQLITE_ROWS_PER_STATEMENT)
+    rest = rows % SQLITE_ROWS_PER_STATEMENT
+    power = 1 << (SQLITE_ROWS_PER_STATEMENT.bit_length() - 1)
+    while rest:
+        if rest >= power:
+            sizes.append(power)
+            rest -= power
+        power >>= 1
+    return sizes
 
 
 @cache

@@ -79,15 +79,17 @@ def _version(model_name: str | None, version: str) -> tuple[sa.ColumnElement[boo
     return (name, predictions.c.model_version == version)
 
 
-def ids_after(engine: Engine, model_name: str | None, version: str, after_id: int) -> list[int]:
-    """One version's row ids above `after_id`, in order (from the index alone)."""
+def ids_after(engine: Engine, model_name: str | None, version: str, after_id: int, newest: int) -> list[int]:
+    """The `newest` of one version's row ids above `after_id`, in order (from the index alone)."""
     query = (
         sa.select(predictions.c.id)
         .where(*_version(model_name, version), predictions.c.id > after_id)
-        .order_by(predictions.c.id)
+        .order_by(predictions.c.id.desc())
+        .limit(newest)
     )
     with engine.connect() as connection:
-        return list(connection.execute(query).scalars())
+        ids = connection.execute(query).scalars().all()
+    return ids[::-1]
 
 
 def rows_with_ids(engine: Engine, ids: list[int]) -> NewRows:
