@@ -35,7 +35,9 @@ names_strategy = st.lists(st.text(min_size=0, max_size=12), min_size=1, max_size
 
 @settings(max_examples=300, deadline=None)
 @given(data=st.data(), names=names_strategy)
-def test_every_row_is_the_object_orjson_writes_for_its_values(data: st.DataObject, names: tuple[str, ...]) -> None:
+def test_every_row_is_the_object_orjson_writes_for_its_values(
+    data: st.DataObject, names: tuple[str, ...]
+) -> None:
     rows = data.draw(st.integers(min_value=0, max_value=6))
     values = data.draw(
         hnp.arrays(np.float64, (rows, len(names)), elements=st.floats(allow_nan=True, allow_infinity=True))
@@ -81,7 +83,7 @@ def test_no_rows_is_an_empty_list() -> None:
         b"[[1,],[2]]",
         b"[[,1]]",
         b"[[1 ,2]]",
-        b' [[1,2]]',
+        b" [[1,2]]",
         b'[["a",2]]',
         b"[[[1],2]]",
         b"[[1,2][3,4]]",
@@ -99,7 +101,7 @@ def test_every_truncation_of_an_array_is_refused() -> None:
     text = orjson.dumps(np.array([[1.25, -3e-7], [math.nan, 42.0], [0.1, 7.0]]), option=NUMPY)
     keys = _keys(("a", "b"))
     for end in range(len(text)):
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match="not the JSON of a 2-D array"):
             keyed_rows(text[:end], keys)
     assert len(keyed_rows(text, keys)) == 3
 
