@@ -175,14 +175,16 @@ class Bench:
         connections: int,
         rounds: int = 5,
         after_run: dict[str, Callable[[], None]] | None = None,
+        round_seconds: float | None = None,
     ) -> None:
         """`scenario` for each server in short runs taken in turns (A B, B A, ...), so that a drift
         of the machine's speed within the run falls on both alike; p50 and p99 are the medians
         of the rounds'. For comparisons within a few per cent, which one run apiece cannot make.
         `after_run[name]`, where given, is called after each of that server's runs (warm-up
-        included), before the next server's starts."""
+        included), before the next server's starts. Each round lasts `round_seconds`, or the run's
+        seconds shared among the rounds."""
         after = after_run or {}
-        per_round = max(1.0, self.seconds / rounds)
+        per_round = round_seconds or max(1.0, self.seconds / rounds)
         names = list(servers)
         results: dict[str, list[LoadResult]] = {name: [] for name in names}
         for name in names:
@@ -397,6 +399,8 @@ def _prediction_log_section(bench: Bench, env: dict[str, str], champion_uri: str
                 body,
                 connections=bench.connections,
                 after_run=after_run,
+                rounds=LOG_ROUNDS,
+                round_seconds=LOG_ROUND_SECONDS,
             )
         found: dict[str, object] = {}
         for name, server in servers.items():
@@ -506,6 +510,10 @@ CHALLENGER_SCENARIO = "predict 1 row, challenger"
 LOG_PREDICT_SCENARIO = "predict 1 row, prediction log"
 LOG_INVOCATIONS_SCENARIO = "invocations 1 row, prediction log"
 LOG_UNBROKEN_SCENARIO = "predict 1 row, prediction log, one unbroken run"
+# A 10% difference measured on a machine whose speed wanders by 15% from one run to the next: many
+# short rounds in turns, so that the wander falls on every server alike and averages out.
+LOG_ROUNDS = 15
+LOG_ROUND_SECONDS = 2.0
 LOG_OFF = "registry-serve log off"
 LOG_SQLITE = "registry-serve log SQLite"
 LOG_POSTGRES = "registry-serve log PostgreSQL"

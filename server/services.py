@@ -240,7 +240,10 @@ def _monitoring(
         queue_rows=settings.prediction_log_queue_rows,
         sample=settings.prediction_log_sample,
         retention_days=settings.prediction_log_retention_days,
+        migrate=settings.prediction_log_migrate,
         prepare=lambda: prepare(engine, migrate=settings.prediction_log_migrate),
+        log_level=settings.log_level,
+        log_format=settings.log_format,
     )
     drift = DriftMonitor(
         engine,

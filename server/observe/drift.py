@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Executor
@@ -40,12 +41,16 @@ from sqlalchemy.engine import Engine
 from model_wrapper.reference_profile import ReferenceProfile, ks_statistic, psi
 from server.observe import metrics
 from server.observe.prediction_log import queries
-from server.observe.prediction_log.writer import one_line
+from server.observe.prediction_log.inserts import one_line
 
 logger = logging.getLogger(__name__)
 
 READ_ROWS = 2_000  # rows read per version per refresh, at most
-FETCH_ROWS = 2_000  # rows read per query (their ids are its parameters: well under any database's limit)
+# Rows read (and counted) per query. Reading and counting is Python run on the drift thread, which
+# shares Python's lock with the event loop: a refresh in short pieces with a pause between them
+# never keeps the loop waiting for long.
+FETCH_ROWS = 250
+PAUSE_SECONDS = 0.005
 # How far below the newest id read a row may still appear: ids are taken when a batch is inserted and
 # seen when it commits, so another worker's batch (up to 2,000 rows) in flight, or several, may
 # commit below ids already read. Only ids are read again over this margin, through the index.
@@ -328,6 +333,8 @@ class DriftMonitor:
         )
         unread = window.unread(ids)[-wanted:]
         for start in range(0, len(unread), FETCH_ROWS):
+            if start:
+                time.sleep(PAUSE_SECONDS)
             window.add(queries.rows_with_ids(self._engine, unread[start : start + FETCH_ROWS]))
 
     def report(self) -> dict[str, Any]:

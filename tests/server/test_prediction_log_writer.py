@@ -69,7 +69,7 @@ def _counter(name: str, **labels: str) -> float:
 
 
 def _drain(log: PredictionLog) -> None:
-    """Run the writer until its queue is empty."""
+    """Run the writer until its queue is empty, then stop it as a server does."""
 
     async def until_empty() -> None:
         task = asyncio.get_running_loop().create_task(log.run())
@@ -78,6 +78,7 @@ def _drain(log: PredictionLog) -> None:
             assert time.monotonic() < deadline, "the queue never emptied"
             await asyncio.sleep(0.02)
         task.cancel()
+        await log.flush(timeout=5.0)
 
     asyncio.run(until_empty())
 

@@ -4,11 +4,12 @@ and nothing that imports the database layer (a server without the log never load
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-import numpy as np
+if TYPE_CHECKING:  # the log's writer process runs without the model side (and MLflow) loaded
+    import numpy as np
 
-from model_wrapper import Prediction
+    from model_wrapper import Prediction
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -41,3 +42,6 @@ class Entry(NamedTuple):
         if self.features is not None:
             return len(self.features)
         return len(self.answer) if isinstance(self.answer, list) else 1
+
+
+Queued = tuple[int, Entry]  # the request's sequence number in its worker (its rows' keys), and it

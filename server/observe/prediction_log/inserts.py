@@ -24,7 +24,11 @@ from sqlalchemy.engine import Engine
 from server.observe.prediction_log.rows import AWARE_TUPLES, COLUMNS, COPY_TEXT, SQLITE_TUPLES, Row, RowFormat
 from server.observe.prediction_log.schema import predictions
 
-SQLITE_ROWS_PER_STATEMENT = 512  # 13 parameters a row: far below SQLite's 32,766
+# The driver holds Python's lock while it binds a statement's parameters (about a microsecond a
+# row) and lets go of it while SQLite runs the statement: small statements keep each hold short,
+# so the event loop never waits long for the lock (and their texts stay few: see _sqlite_chunks).
+SQLITE_ROWS_PER_STATEMENT = 64
+COPY_ROWS_PER_WRITE = 64  # the same for COPY: each write's text is joined and encoded under the lock
 _NAMES = ", ".join(COLUMNS)
 _COPY = f"COPY predictions ({_NAMES}) FROM STDIN"
 _UPSERT = (
@@ -67,7 +71,8 @@ def _postgresql(raw: object, rows: Sequence[Row]) -> None:
     cursor = raw.cursor()  # type: ignore[attr-defined]
     try:
         with cursor.copy(_COPY) as copy:
-            copy.write("\n".join(rows) + "\n")
+            for start in range(0, len(rows), COPY_ROWS_PER_WRITE):
+                copy.write("\n".join(rows[start : start + COPY_ROWS_PER_WRITE]) + "\n")
     except Exception as error:
         if "UniqueViolation" not in {c.__name__ for c in type(error).__mro__}:
             raise
@@ -139,3 +144,10 @@ def may_lack_the_table(error: BaseException) -> bool:
     """A ProgrammingError (or SQLite's OperationalError naming it): the table may be gone."""
     names = {cls.__name__ for cls in type(error).__mro__}
     return "ProgrammingError" in names or "no such table" in str(error)
+
+
+def one_line(error: BaseException) -> str:
+    """An error as one short line for the server log (statements' parameters are hidden by the
+    engine, so no row's values are in it)."""
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0][:300]}" if text else type(error).__name__

@@ -23,9 +23,8 @@ from typing import Any
 import numpy as np
 import orjson
 
-from model_wrapper import Prediction
 from server.observe.prediction_log._keyed_rows import keyed_rows
-from server.observe.prediction_log.entry import Entry
+from server.observe.prediction_log.entry import Entry, Queued
 
 COLUMNS = (
     "row_key",
@@ -43,7 +42,6 @@ COLUMNS = (
     "caller",
 )
 Row = Any  # a tuple in COLUMNS order, or one line of COPY text
-Queued = tuple[int, Entry]  # the request's sequence number in this process (its rows' keys), and it
 
 _NUMPY = orjson.OPT_SERIALIZE_NUMPY
 
@@ -221,9 +219,11 @@ def _features(entry: Entry, count: int) -> Keyed:
 
 def _probabilities(entry: Entry, count: int) -> Keyed:
     answer, names = entry.answer, entry.source.class_names
-    if not isinstance(answer, Prediction) or names is None:
+    if answer is None or isinstance(answer, list) or names is None:
         return None
     values = answer.probabilities
+    if values is None:
+        return None
     # A model's output of another shape is not matched to rows or names by guesswork.
     if values.ndim != 2 or len(values) != count or values.shape[1] != len(names):
         return None
@@ -272,12 +272,12 @@ def _classes(entries: list[Entry], counts: list[int]) -> list[str | None]:
     texts: dict[str, str | None] = {}  # a batch's answers repeat a few classes: each fitted once
     for entry, count in zip(entries, counts, strict=True):
         answer = entry.answer
-        if isinstance(answer, Prediction):
-            labels: list[Any] = answer.labels.tolist()
+        if answer is None:
+            labels: list[Any] = []
         elif isinstance(answer, list):
             labels = answer
-        else:
-            labels = []
+        else:  # a classifier's answer (model_wrapper.Prediction, or slices.Answer)
+            labels = answer.labels.tolist()
         if len(labels) != count:
             out.extend([None] * count)
             continue

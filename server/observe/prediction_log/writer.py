@@ -1,27 +1,21 @@
-"""Writing the prediction log without ever blocking or failing a request, and while slowing it as
+"""The worker's side of the prediction log: never blocking or failing a request, and slowing it as
 little as the process allows.
 
 A sampled request is queued as references (`entry.Entry`: no copies, no encoding) in a queue
-bounded in rows (PREDICTION_LOG_QUEUE_ROWS). One task, every WRITE_INTERVAL_SECONDS (at once when
-a full batch of MAX_WRITE_ROWS waits), makes the waiting requests' rows (`rows.rows_of`: their JSON
-encoded a batch at a time) on the event loop, in slices of MAKE_SLICE_ROWS with the loop's other
-work between them, and hands the oldest rows to the log's own thread, which writes them in one
-transaction with as few driver calls as the database allows (`inserts`).
+bounded in rows (PREDICTION_LOG_QUEUE_ROWS). Every SLICE_ROWS rows (and every
+WRITE_INTERVAL_SECONDS, for what is left) the queued requests are encoded as one slice
+(`slices.encode`: a few columns of plain values) and sent to the log's writer process
+(`writer_process`), which makes their rows and writes them. Why another process: measured on two
+cores, making rows and driving the database on a thread of the worker cost the answers several
+times what that work takes, through the lock and the caches it shares with the event loop.
 
-Why the rows are made on the event loop and not on the thread: the two share Python's lock. Python
-run on the thread makes the lock change hands every switch interval while both want it, and each
-handoff costs the event loop more than the work it waited for (measured: making the rows on the
-thread cost the answers twice what making them on the loop did). The thread runs the drivers,
-which let go of the lock while the database works.
-
-When the database is slow or down the rows stay queued, in order, and the batch is retried with
-backoff until it is written; rows that would not fit in the queue meanwhile are dropped and counted
-(`prediction_log_dropped_total{reason="queue_full"}`), so every offered row is either written or
-counted. Writing resumes by itself when the database answers again.
-
-Each row carries a key made from its request's place in the queue (`row_key`: a random prefix per
-process, the request's sequence number and the row's index; unique in the table), so a batch
-retried after a commit whose acknowledgement was lost is not written twice.
+A slice stays in the queue until the writer acknowledges it (its rows committed, or refused), so
+the bound counts everything not yet written: when the database is slow or down, rows wait up to
+the bound, and beyond it they are dropped and counted (`prediction_log_dropped_total{reason=
+"queue_full"}`); every offered row is either written or counted. A writer that dies is started
+again and sent every slice it had not acknowledged; rows it committed unacknowledged are not
+written twice (each row's key is unique: a random prefix per worker, the request's sequence
+number and the row's index). Writing resumes by itself when the database answers again.
 """
 
 from __future__ import annotations
@@ -38,30 +32,50 @@ from collections.abc import Callable
 from concurrent.futures import Executor
 from datetime import UTC, datetime, timedelta
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from server.observe import metrics
-from server.observe.prediction_log import inserts
-from server.observe.prediction_log.entry import Entry
-from server.observe.prediction_log.rows import Queued, Row, rows_of
+from server.observe.prediction_log import frames, slices
+from server.observe.prediction_log.entry import Entry, Queued
+from server.observe.prediction_log.inserts import one_line
 from server.observe.prediction_log.schema import predictions
 
 logger = logging.getLogger(__name__)
 
-MAX_WRITE_ROWS = 5000  # one transaction: large enough to amortise it, small enough to retry
-MAKE_SLICE_ROWS = 32  # rows made in one go on the event loop (a small fraction of a millisecond)
+SLICE_ROWS = 32  # rows sent in one slice (their encoding is a few tens of microseconds)
 WRITE_INTERVAL_SECONDS = 0.25
-RETRY_SECONDS = (0.25, 0.5, 1.0, 2.0, 5.0)
+RESTART_SECONDS = (0.25, 0.5, 1.0, 2.0, 5.0)  # before starting a writer that died, again
 SWITCH_INTERVAL_SECONDS = 0.0005
 RETENTION_EVERY_SECONDS = 3600.0
 RETENTION_BATCH_ROWS = 5000
+WRITER_MODULE = "server.observe.prediction_log.writer_process"
 # Why rows go unwritten: the queue was full, the server stopped first, the database refused them.
 DROP_REASONS = ("queue_full", "shutdown", "rejected")
 
 
+class _Child:
+    """One writer process and what the worker knows of it."""
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.process = process
+        self.alive = True
+        self.gone = asyncio.Event()
+
+    def send(self, data: bytes) -> None:
+        """Write to the writer's stdin (buffered, never blocking); nothing once it is gone: what it
+        did not get, the next writer does."""
+        stdin = self.process.stdin
+        if self.alive and stdin is not None and not stdin.is_closing():
+            try:
+                stdin.write(data)
+            except (ConnectionError, RuntimeError):
+                self.alive = False
+
+
 class PredictionLog:
-    """The queue and its writer; also deletes rows past retention."""
+    """The queue, its writer process, and deleting rows past retention."""
 
     def __init__(
         self,
@@ -71,28 +85,40 @@ class PredictionLog:
         queue_rows: int,
         sample: float,
         retention_days: float,
+        migrate: bool = True,
         prepare: Callable[[], object] = lambda: None,
         chance: Callable[[], float] = random.random,
+        log_level: str = "INFO",
+        log_format: str = "text",
     ) -> None:
         self.engine = engine
         self._prepare = prepare
-        self._ready = False
         self._executor = executor
         self._limit = queue_rows
         self._sample = sample
         self._retention_days = retention_days
         self._chance = chance
-        self._offered: deque[Queued] = deque()  # requests whose rows are not made yet
-        self._queue: deque[Row] = deque()  # rows made, oldest first, until written
-        self._queued_rows = 0  # the rows of both
+        self._hello = frames.frame(
+            frames.HELLO,
+            orjson.dumps(
+                {
+                    "url": engine.url.render_as_string(hide_password=False),
+                    "key_prefix": os.urandom(8).hex(),
+                    "migrate": migrate,
+                    "log_level": log_level,
+                    "log_format": log_format,
+                }
+            ),
+        )
+        self._offered: deque[Queued] = deque()  # requests not sent yet
         self._offered_rows = 0
-        self._loop: asyncio.AbstractEventLoop | None = None  # `run`'s, where slices are made
-        self._slice_due = False
-        self._full_batch = asyncio.Event()
-        self._key_prefix = os.urandom(8).hex()
+        self._unacked: deque[tuple[int, int, bytes]] = deque()  # slices sent: number, rows, frame
+        self._queued_rows = 0  # the rows of both
         self._sequence = itertools.count()
-        self._form = inserts.row_format_for(engine)
-        self._dbapi_error = inserts.dbapi_error(engine)
+        self._slices = itertools.count()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._slice_due = False
+        self._child: _Child | None = None
         metrics.PREDICTION_LOG_QUEUE_ROWS.set(0)
         for reason in DROP_REASONS:  # every series exists, at zero, before its first drop
             metrics.PREDICTION_LOG_DROPPED.labels(reason)
@@ -103,7 +129,7 @@ class PredictionLog:
 
     def offer(self, entry: Entry) -> None:
         """Queue a sampled request, or count its rows dropped when the queue is full. Never raises
-        and encodes nothing: its rows are made later, with others (`_make_rows`)."""
+        and encodes nothing: requests are sent a slice at a time, as soon as the loop is free."""
         rows = entry.rows
         if self._queued_rows + rows > self._limit:
             metrics.PREDICTION_LOG_DROPPED.labels("queue_full").inc(rows)
@@ -111,13 +137,9 @@ class PredictionLog:
         self._offered.append((next(self._sequence), entry))
         self._queued_rows += rows
         self._offered_rows += rows
-        # A slice's rows are made as soon as the loop is free, so that making them never waits
-        # for a whole interval's worth and stalls the requests in flight meanwhile.
-        if self._offered_rows >= MAKE_SLICE_ROWS and not self._slice_due and self._loop is not None:
+        if self._offered_rows >= SLICE_ROWS and not self._slice_due and self._loop is not None:
             self._slice_due = True
-            self._loop.call_soon(self._make_slice)
-        if self._queued_rows >= MAX_WRITE_ROWS:
-            self._full_batch.set()
+            self._loop.call_soon(self._send_offered)
 
     @property
     def waiting_rows(self) -> int:
@@ -126,10 +148,10 @@ class PredictionLog:
     async def start(self) -> None:
         """Bring the schema up to date at start-up. A database that refuses this server's schema
         (`SchemaNotCurrent`) stops the start; one that cannot be reached does not: serving starts,
-        rows queue, and `run` prepares the schema once the database answers."""
-        # The writer's thread runs Python between its driver calls; when the event loop wants
-        # Python's lock back meanwhile, it waits up to the switch interval (5 ms by default), and
-        # the requests waiting behind it see that as latency. A shorter interval bounds it.
+        rows queue, and the writer prepares the schema once the database answers."""
+        # The drift thread reads the log back and counts its rows in Python; when the event loop
+        # wants Python's lock back meanwhile, it waits up to the switch interval (5 ms by
+        # default), and the requests waiting behind it see that as latency. A shorter one bounds it.
         sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
         loop = asyncio.get_running_loop()
         try:
@@ -138,108 +160,154 @@ class PredictionLog:
             logger.warning(
                 "the prediction log's database cannot be prepared yet (%s); rows queue", one_line(error)
             )
-            return
-        self._ready = True
 
     async def run(self) -> None:
-        """Write what is offered, until cancelled; failed batches wait and are retried."""
+        """Keep a writer process running and fed, until cancelled (which leaves the writer to
+        `flush`)."""
         loop = asyncio.get_running_loop()
         self._loop = loop
-        failures = 0
+        restarts = 0
         while True:
-            metrics.PREDICTION_LOG_QUEUE_ROWS.set(self._queued_rows)
-            if self._queued_rows < MAX_WRITE_ROWS:
-                self._full_batch.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._full_batch.wait(), WRITE_INTERVAL_SECONDS)
-            await self._make_rows()
-            if not self._queue:
-                continue
-            batch = list(itertools.islice(self._queue, MAX_WRITE_ROWS))
-            try:
-                if not self._ready:
-                    await loop.run_in_executor(self._executor, self._prepare)
-                    self._ready = True
-                rejected = await loop.run_in_executor(self._executor, self._write, batch)
-            except Exception as error:  # noqa: BLE001 - a database failure is waited out, never raised
-                failures += 1
-                metrics.PREDICTION_LOG_WRITE_ERRORS.inc()
-                delay = RETRY_SECONDS[min(failures, len(RETRY_SECONDS)) - 1]
-                if failures == 1 or failures % 20 == 0:
+            if self._child is None or not self._child.alive:
+                if self._child is not None:
+                    restarts += 1
+                    metrics.PREDICTION_LOG_WRITE_ERRORS.inc()
+                    delay = RESTART_SECONDS[min(restarts, len(RESTART_SECONDS)) - 1]
                     logger.warning(
-                        "the prediction log could not be written (%s); %d rows wait, retrying every %.2g s",
-                        one_line(error),
+                        "the prediction log's writer stopped (exit %s); %d rows wait; again in %.2g s",
+                        self._child.process.returncode,
                         self._queued_rows,
                         delay,
                     )
-                await self._wait(delay)
-                continue
-            if failures:
-                logger.info("the prediction log is written again after %d failed attempts", failures)
-                failures = 0
-            self._settle(len(batch), rejected)
-
-    def _make_slice(self) -> None:
-        self._slice_due = False
-        self._make(len(self._offered))
-
-    async def _make_rows(self) -> None:
-        """Make the rows of every request offered so far, MAKE_SLICE_ROWS at a time, letting the
-        event loop's other work run between slices."""
-        while self._offered:
-            self._make(MAKE_SLICE_ROWS, rows=True)
-            if self._offered:
-                await asyncio.sleep(0)
-
-    def _make(self, count: int, *, rows: bool = False) -> None:
-        """Make the rows of the oldest `count` requests offered (of requests up to `count` rows,
-        with `rows`); a request that cannot become rows is counted as rejected."""
-        batch: list[Queued] = []
-        made = 0
-        while self._offered and (made < count if rows else len(batch) < count):
-            queued = self._offered.popleft()
-            batch.append(queued)
-            made += queued[1].rows
-        self._offered_rows -= made
-        if not batch:
-            return
-        rows_made, refused = rows_of(batch, self._key_prefix, self._form)
-        self._queue.extend(rows_made)
-        if refused:
-            self._queued_rows -= refused
-            metrics.PREDICTION_LOG_DROPPED.labels("rejected").inc(refused)
-
-    async def _wait(self, seconds: float) -> None:
-        """Sleep before a retry, keeping `prediction_log_queue_rows` current meanwhile (`offer`
-        does not touch the gauge: it is an append and nothing more)."""
-        loop = asyncio.get_running_loop()
-        until = loop.time() + seconds
-        while (left := until - loop.time()) > 0:
-            await asyncio.sleep(min(left, 0.25))
+                    await asyncio.sleep(delay)
+                await self._spawn()
+            elif restarts and not self._unacked:
+                restarts = 0
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._child.gone.wait(), WRITE_INTERVAL_SECONDS)  # type: ignore[union-attr]
+            self._send_offered()
             metrics.PREDICTION_LOG_QUEUE_ROWS.set(self._queued_rows)
 
     async def flush(self, timeout: float) -> None:
-        """At shutdown: write what waits, for up to `timeout` seconds; what is left is counted
-        dropped (`reason="shutdown"`; a write cut off by the deadline may still commit)."""
+        """At shutdown: have the writer write what waits, for up to `timeout` seconds; what is left
+        is counted dropped (`reason="shutdown"`; a write cut off by the deadline may still commit)."""
         loop = asyncio.get_running_loop()
+        self._loop = loop
         deadline = loop.time() + timeout
-        await self._make_rows()
-        while self._queue and loop.time() < deadline:
-            batch = list(itertools.islice(self._queue, MAX_WRITE_ROWS))
-            try:
-                rejected = await asyncio.wait_for(
-                    loop.run_in_executor(self._executor, self._write, batch), deadline - loop.time()
+        try:
+            if self._queued_rows and (self._child is None or not self._child.alive):
+                await asyncio.wait_for(self._spawn(), timeout)
+            child = self._child
+            if child is not None and child.alive:
+                self._send_offered()
+                child.send(
+                    frames.frame(frames.FLUSH, orjson.dumps({"seconds": max(0.0, deadline - loop.time())}))
                 )
-            except Exception:  # noqa: BLE001 - shutting down: what cannot be written is counted
-                break
-            self._settle(len(batch), rejected)
+                with contextlib.suppress(OSError):
+                    child.process.stdin.close()  # type: ignore[union-attr]
+                # The writer exits once it has written everything, or at the deadline.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(child.gone.wait(), max(0.0, deadline - loop.time()) + 1.0)
+        except (OSError, TimeoutError) as error:
+            logger.warning("the prediction log's writer could not be started to flush: %s", one_line(error))
+        finally:
+            await self._stop_child()
         if self._queued_rows:
             metrics.PREDICTION_LOG_DROPPED.labels("shutdown").inc(self._queued_rows)
             logger.warning("the prediction log dropped %d rows unwritten at shutdown", self._queued_rows)
         self._offered.clear()
-        self._queue.clear()
+        self._unacked.clear()
         self._queued_rows = self._offered_rows = 0
         metrics.PREDICTION_LOG_QUEUE_ROWS.set(0)
+
+    async def _spawn(self) -> None:
+        """Start a writer process, give it its settings and every slice not acknowledged yet."""
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", WRITER_MODULE, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE
+        )
+        child = _Child(process)
+        self._child = child
+        child.send(self._hello)
+        for _, _, data in self._unacked:
+            child.send(data)
+        asyncio.get_running_loop().create_task(self._read_acks(child), name="prediction-log-acks")
+
+    async def _stop_child(self) -> None:
+        child, self._child = self._child, None
+        if child is None:
+            return
+        child.alive = False
+        if child.process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                child.process.kill()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(child.process.wait(), 5.0)
+
+    async def _read_acks(self, child: _Child) -> None:
+        """Settle slices as the writer acknowledges them, until its acknowledgements end."""
+        stream = child.process.stdout
+        assert stream is not None
+        try:
+            while True:
+                header = await stream.readexactly(frames.HEADER_BYTES)
+                payload = await stream.readexactly(frames.header_length(header))
+                kind, body = payload[:1], orjson.loads(payload[1:])
+                if kind == frames.ACK:
+                    self._settle(int(body["through"]), int(body["written"]))
+                elif kind == frames.FAILED:
+                    metrics.PREDICTION_LOG_WRITE_ERRORS.inc()
+        except (asyncio.IncompleteReadError, ConnectionError, ValueError):
+            pass
+        finally:
+            child.alive = False
+            child.gone.set()
+
+    def _settle(self, through: int, written: int) -> None:
+        """Slices up to number `through` are done with: `written` of their rows written, the rest
+        refused by the database (or not made into rows)."""
+        rows = 0
+        while self._unacked and self._unacked[0][0] <= through:
+            rows += self._unacked.popleft()[1]
+        self._queued_rows -= rows
+        metrics.PREDICTION_LOG_WRITTEN.inc(written)
+        if rows > written:
+            metrics.PREDICTION_LOG_DROPPED.labels("rejected").inc(rows - written)
+        metrics.PREDICTION_LOG_QUEUE_ROWS.set(self._queued_rows)
+
+    def _send_offered(self) -> None:
+        """Encode what was offered, a slice at a time, and send it to the writer (kept until it
+        is acknowledged; a writer that is not running gets it when it starts)."""
+        self._slice_due = False
+        while self._offered:
+            batch: list[Queued] = []
+            rows = 0
+            while self._offered and rows < SLICE_ROWS:
+                queued = self._offered.popleft()
+                batch.append(queued)
+                rows += queued[1].rows
+            self._offered_rows -= rows
+            for part_rows, data in self._encoded(batch):
+                number = next(self._slices)
+                frame = frames.slice_frame(number, data)
+                self._unacked.append((number, part_rows, frame))
+                if self._child is not None:
+                    self._child.send(frame)
+
+    def _encoded(self, batch: list[Queued]) -> list[tuple[int, bytes]]:
+        """The batch as one encoded slice (its rows, its bytes), or, when that fails, each request
+        alone: a request that cannot be encoded is counted as rejected."""
+        try:
+            return [(sum(q[1].rows for q in batch), slices.encode(batch))]
+        except Exception:  # noqa: BLE001 - one request at a time, to find the one that fails
+            pass
+        out = []
+        for queued in batch:
+            try:
+                out.append((queued[1].rows, slices.encode([queued])))
+            except Exception:  # noqa: BLE001 - the request has its answer; the log counts what it lost
+                self._queued_rows -= queued[1].rows
+                metrics.PREDICTION_LOG_DROPPED.labels("rejected").inc(queued[1].rows)
+        return out
 
     async def keep_retention(self) -> None:
         """Delete rows older than PREDICTION_LOG_RETENTION_DAYS now and every hour, until cancelled
@@ -251,7 +319,7 @@ class PredictionLog:
             cutoff = datetime.now(UTC) - timedelta(days=self._retention_days)
             deleted = 0
             try:
-                # One batch per job on the log's thread: writes take turns with the deletes.
+                # One batch per job on the log's thread: the deletes stay short transactions.
                 while (batch := await loop.run_in_executor(self._executor, self.delete_batch, cutoff)) > 0:
                     deleted += batch
             except Exception as error:  # noqa: BLE001 - retried at the next round
@@ -284,52 +352,3 @@ class PredictionLog:
             if ids:
                 connection.execute(sa.delete(predictions).where(predictions.c.id.in_(ids)))
         return len(ids)
-
-    def _settle(self, rows: int, rejected: int) -> None:
-        """The oldest `rows` are done with: written, but for `rejected` ones the database refused."""
-        for _ in range(rows):
-            self._queue.popleft()
-        self._queued_rows -= rows
-        metrics.PREDICTION_LOG_WRITTEN.inc(rows - rejected)
-        if rejected:
-            metrics.PREDICTION_LOG_DROPPED.labels("rejected").inc(rejected)
-        metrics.PREDICTION_LOG_QUEUE_ROWS.set(self._queued_rows)
-
-    def _write(self, batch: list[Row]) -> int:
-        """Write a batch in one transaction; the rows rejected. A failure the database may get over
-        raises, and the whole batch waits for the next try. A refusal of the data itself gets the
-        batch again row by row: the rows refused are dropped and counted (`reason="rejected"`), so
-        no row blocks the queue for good."""
-        try:
-            self._insert(batch)
-            return 0
-        except Exception as error:
-            if inserts.retried(error, self._dbapi_error):
-                raise
-            logger.error(
-                "the prediction log's database refused a batch (%s); writing it row by row", one_line(error)
-            )
-        refused = 0
-        for row in batch:
-            try:
-                self._insert([row])
-            except Exception as error:
-                if inserts.retried(error, self._dbapi_error):
-                    raise
-                refused += 1
-        if refused:
-            logger.error("the prediction log's database refused %d rows; they are dropped", refused)
-        return refused
-
-    def _insert(self, rows: list[Row]) -> None:
-        try:
-            inserts.insert(self.engine, rows)
-        except Exception as error:
-            if inserts.may_lack_the_table(error):
-                self._ready = False  # the schema is prepared again before the next try
-            raise
-
-
-def one_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {text[0][:300]}" if text else type(error).__name__
