@@ -10,6 +10,8 @@ that the tests really stop and start.
 - A database unreachable at start does not stop the server: rows queue, and the schema is migrated
   and the rows written once the database answers.
 - PREDICTION_LOG_MIGRATE=false against an empty database: the server refuses to start and says why.
+- The log's writer process killed under load: another takes over, and every request is in the table
+  once; a worker killed outright takes its writer with it (which exits on its own).
 
 The shared PostgreSQL on 127.0.0.1:5432 is never touched: each module run has a cluster of its own
 (`tests.postgres_cluster`), and each test a fresh database on it. Phases are driven by counts
@@ -18,12 +20,15 @@ The shared PostgreSQL on 127.0.0.1:5432 is never touched: each module run has a 
 
 from __future__ import annotations
 
+import os
+import signal
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -31,6 +36,7 @@ from sqlalchemy.engine import Engine
 from registry_scripts.processes import ServerProcess, api_process
 from server.observe.prediction_log.migrate import VERSION_TABLE, current_revision, head_revision
 from server.observe.prediction_log.schema import predictions
+from server.observe.prediction_log.writer import WRITER_MODULE
 from tests.e2e.load import BackgroundLoad
 from tests.helpers import wait_for
 from tests.postgres_cluster import PostgresCluster, server_binaries
@@ -327,3 +333,76 @@ def test_without_migrating_an_empty_database_the_server_refuses_to_start(
     assert "python -m server migrate" in log
     tables = set(sa.inspect(engine).get_table_names())
     assert not tables & {"predictions", VERSION_TABLE}, "nothing is created when migrating is off"
+
+
+def _writers(server: ServerProcess) -> list[psutil.Process]:
+    """The server's prediction log writer processes (one per worker)."""
+    assert server.process is not None
+    children = psutil.Process(server.process.pid).children(recursive=True)
+    return [child for child in children if WRITER_MODULE in " ".join(child.cmdline())]
+
+
+def test_a_writer_killed_under_load_is_replaced_and_every_row_is_written_once(
+    base_env: dict[str, str],
+    champion_uri: str,
+    cluster: PostgresCluster,
+    database: str,
+    engine: Engine,
+    tmp_path: Path,
+) -> None:
+    server = _logging_server(base_env, champion_uri, tmp_path / "api.log", cluster.url(database))
+    with server:
+        with BackgroundLoad(server.url, ROW, threads=8, limit=120) as load:
+            wait_for(lambda: _counters(server).written >= 200, POLL_SECONDS, "rows written", poll=0.1)
+            (first,) = _writers(server)
+            first.kill()  # SIGKILL: whatever it had made or was writing, unacknowledged
+            first.wait(timeout=POLL_SECONDS)
+            written_at_kill = _counters(server).written
+            wait_for(
+                lambda: len(_writers(server)) == 1 and _counters(server).written >= written_at_kill + 500,
+                POLL_SECONDS,
+                "another writer writing",
+                poll=0.1,
+            )
+            (second,) = _writers(server)
+            assert second.pid != first.pid
+        sent = load.total
+        assert load.errors == []
+        assert dict(load.statuses) == {200: sent}
+
+        def settled() -> bool:
+            counters = _counters(server)
+            return counters.queue_rows == 0 and counters.written + counters.dropped_queue_full == sent
+
+        wait_for(settled, POLL_SECONDS, f"written + dropped == {sent} rows sent, queue empty", poll=0.1)
+        counters = _counters(server)
+    assert counters.dropped_queue_full == 0
+    assert counters.written == sent
+    assert counters.write_errors >= 1, "a writer that died is counted as a failed write"
+    assert "the prediction log's writer stopped" in server.log()
+    with engine.connect() as connection:
+        distinct = connection.execute(
+            sa.select(sa.func.count(sa.distinct(predictions.c.request_id)))
+        ).scalar()
+    assert _row_count(engine) == distinct == sent, "every request once: resent slices are not written twice"
+
+
+def test_a_writer_ends_with_its_worker_after_writing_what_it_had(
+    base_env: dict[str, str],
+    champion_uri: str,
+    cluster: PostgresCluster,
+    database: str,
+    engine: Engine,
+    tmp_path: Path,
+) -> None:
+    server = _logging_server(base_env, champion_uri, tmp_path / "api.log", cluster.url(database))
+    with server, httpx.Client(base_url=server.url, timeout=30) as http:
+        for _ in range(100):
+            assert http.post("/predict", json=ROW).status_code == 200
+        wait_for(lambda: _counters(server).written == 100, POLL_SECONDS, "100 rows written", poll=0.1)
+        (writer,) = _writers(server)
+        assert server.process is not None
+        os.kill(server.process.pid, signal.SIGKILL)  # the worker, and only it: no shutdown of its own
+        # Its stdin ended with the worker: the writer exits on its own, leaving nothing behind.
+        writer.wait(timeout=POLL_SECONDS)
+    assert _row_count(engine) == 100

@@ -25,6 +25,7 @@ import jwt
 import mlflow
 import numpy as np
 import pandas as pd
+import psutil
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -40,6 +41,7 @@ from registry_scripts.dataset import load_frame
 from registry_scripts.processes import ServerProcess, api_process, free_port
 from server.edge.credentials import digest
 from server.live.webhooks import DELIVERY_ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
+from server.observe.prediction_log.writer import WRITER_MODULE
 from tests.helpers import wait_for
 from tests.registry import register_ours, register_pickled
 from tests.server.test_credentials import shipped_api_keys_file, shipped_api_keys_line
@@ -771,7 +773,8 @@ def test_nothing_secret_or_sent_reaches_the_log(production: Production, http: ht
 def test_a_failing_prediction_log_puts_neither_its_password_nor_features_in_the_log(
     base_env: dict[str, str], champion_uri: str, tmp_path: Path
 ) -> None:
-    """docs/security.md: a failed write puts neither features nor the URL's password in the log."""
+    """docs/security.md: a failed write puts neither features nor the URL's password in the log,
+    and the log's writer process gets the URL through its pipe, not on its command line."""
     password = secrets.token_urlsafe(24)
     sentinel = 0.987654321987
     settings, keys = production_settings(
@@ -787,6 +790,14 @@ def test_a_failing_prediction_log_puts_neither_its_password_nor_features_in_the_
         assert http.post("/predict", json={**ROW, "feature_7": sentinel}, headers=headers).status_code == 200
         wait_for(lambda: "could not be written" in server.log(), timeout=30, what="a failed write in the log")
         log = server.log()
+        assert server.process is not None
+        writers = [
+            " ".join(child.cmdline())
+            for child in psutil.Process(server.process.pid).children(recursive=True)
+            if WRITER_MODULE in " ".join(child.cmdline())
+        ]
+    assert len(writers) == 1
+    assert password not in writers[0]
     assert "cannot be prepared yet" in log
     assert password not in log
     assert str(sentinel) not in log

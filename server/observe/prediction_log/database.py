@@ -43,7 +43,7 @@ def open_engine(url: str) -> Engine:
         options["connect_args"] = {
             "connect_timeout": CONNECT_TIMEOUT_SECONDS,
             # A statement, or a server gone without closing the connection, never holds the log's
-            # thread (and so a shutdown) for long: the server ends the statement, keepalives and
+            # writer (and so a shutdown) for long: the server ends the statement, keepalives and
             # the send timeout end the connection.
             "options": f"-c statement_timeout={STATEMENT_TIMEOUT_MS}",
             "keepalives": 1,

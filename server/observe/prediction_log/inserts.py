@@ -1,5 +1,5 @@
-"""Writing finished rows with as few driver calls as each database allows, because every call
-into a driver lets go of Python's lock and must win it back from the event loop:
+"""Writing finished rows (in the log's writer process) with as few driver calls and round trips
+as each database allows:
 
 - PostgreSQL: `COPY ... FROM STDIN` of rows made as COPY text (`rows.COPY_TEXT`), in one write;
   a batch that meets a row already written (a retry after a commit whose acknowledgement was lost)
@@ -24,11 +24,7 @@ from sqlalchemy.engine import Engine
 from server.observe.prediction_log.rows import AWARE_TUPLES, COLUMNS, COPY_TEXT, SQLITE_TUPLES, Row, RowFormat
 from server.observe.prediction_log.schema import predictions
 
-# The driver holds Python's lock while it binds a statement's parameters (about a microsecond a
-# row) and lets go of it while SQLite runs the statement: small statements keep each hold short,
-# so the event loop never waits long for the lock (and their texts stay few: see _sqlite_chunks).
-SQLITE_ROWS_PER_STATEMENT = 64
-COPY_ROWS_PER_WRITE = 64  # the same for COPY: each write's text is joined and encoded under the lock
+SQLITE_ROWS_PER_STATEMENT = 512  # 13 parameters a row: far below SQLite's 32,766
 _NAMES = ", ".join(COLUMNS)
 _COPY = f"COPY predictions ({_NAMES}) FROM STDIN"
 _UPSERT = (
@@ -71,8 +67,7 @@ def _postgresql(raw: object, rows: Sequence[Row]) -> None:
     cursor = raw.cursor()  # type: ignore[attr-defined]
     try:
         with cursor.copy(_COPY) as copy:
-            for start in range(0, len(rows), COPY_ROWS_PER_WRITE):
-                copy.write("\n".join(rows[start : start + COPY_ROWS_PER_WRITE]) + "\n")
+            copy.write("\n".join(rows) + "\n")
     except Exception as error:
         if "UniqueViolation" not in {c.__name__ for c in type(error).__mro__}:
             raise

@@ -1,11 +1,10 @@
-"""Queued requests as table rows, made a slice at a time on the event loop: each row in the form its
-database's insert takes (a tuple in `COLUMNS` order, or a line of PostgreSQL's COPY text), its
-JSON already encoded.
+"""Queued requests as table rows, made by the log's writer process a slice at a time: each row in
+the form its database's insert takes (a tuple in `COLUMNS` order, or a line of PostgreSQL's COPY
+text), its JSON already encoded.
 
-Why a slice at a time: a request's own share is then a few list items. Every run of requests with
-the same names has its features (and its probabilities) written by one orjson call for the whole
-array and cut into one object per row by `_keyed_rows` (C), instead of a dict and an orjson call
-per row; the other columns are lists assembled into rows by `zip`.
+Every run of requests with the same names has its features (and its probabilities) written by one
+orjson call for the whole array and cut into one object per row by `_keyed_rows` (C), instead of a
+dict and an orjson call per row; the other columns are lists assembled into rows by `zip`.
 
 A slice holding a request that cannot become rows (a class name no JSON encoder takes, an array
 of another width than its names) is made again one request at a time: that request's rows are

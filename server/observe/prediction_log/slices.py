@@ -102,6 +102,8 @@ class _PlainUnpickler(pickle.Unpickler):
 # Arrays: ("joined", raw bytes, dtype, width, rows per request) when every request has a 2-D
 # array of one dtype and width (the usual case), else ("each", [None | (raw, dtype, shape)]).
 def _arrays(arrays: list[np.ndarray | None]) -> tuple[Any, ...]:
+    if any(a is not None and a.dtype.hasobject for a in arrays):
+        raise TypeError("an array of objects is not sent")
     first = arrays[0] if arrays else None
     if first is not None and first.ndim == 2:
         dtype, width = first.dtype, first.shape[1]
@@ -112,8 +114,6 @@ def _arrays(arrays: list[np.ndarray | None]) -> tuple[Any, ...]:
 
 
 def _raw(array: np.ndarray) -> tuple[bytes, str, tuple[int, ...]]:
-    if array.dtype.hasobject:
-        raise TypeError("an array of objects is not sent")
     return np.ascontiguousarray(array).tobytes(), array.dtype.str, array.shape
 
 
