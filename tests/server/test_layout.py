@@ -28,7 +28,7 @@ ALLOWED: dict[str, set[str]] = {
     },
     "edge": {"errors", "observe", "settings"},
     "observe": set(),
-    "process": {"edge", "settings"},
+    "process": {"edge", "observe", "settings"},
 }
 
 

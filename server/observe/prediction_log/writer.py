@@ -50,7 +50,7 @@ RESTART_SECONDS = (0.25, 0.5, 1.0, 2.0, 5.0)  # before starting a writer that di
 SWITCH_INTERVAL_SECONDS = 0.0005
 RETENTION_EVERY_SECONDS = 3600.0
 RETENTION_BATCH_ROWS = 5000
-WRITER_MODULE = "server.observe.prediction_log.writer_process"
+WRITER_MODULE = "server.process.log_writer"  # started by name: observe imports nothing of the server
 # Why rows go unwritten: the queue was full, the server stopped first, the database refused them.
 DROP_REASONS = ("queue_full", "shutdown", "rejected")
 

@@ -1,4 +1,4 @@
-"""The prediction log's writer: a process of its own beside each worker, which makes the rows of
+"""The prediction log's writer, run in a process of its own beside each worker: it makes the rows of
 the requests the worker sends it and writes them to the database.
 
 Why a process: making rows (JSON for every row) and handing them to a database driver is Python
@@ -12,23 +12,21 @@ A batch that fails is tried again with backoff until it is written, so the worke
 unacknowledged slice and sends it again to a new writer should this one die; rows committed
 before such a death are not written twice (their keys are unique). It runs until its stdin ends:
 then it writes what waits, for the seconds a FLUSH gave it (or EXIT_SECONDS when the worker went
-away without one), and exits. It ignores SIGINT and SIGTERM, which a terminal or a container
-stop deliver to the whole process group: the worker's shutdown ends it, after its last rows.
+away without one), and returns.
 
-Run by the worker as `python -m server.observe.prediction_log.writer_process`; its settings (the
-database URL among them) arrive in the HELLO frame, never on the command line.
+The process itself (its pipes, signals and logging) is `server.process.log_writer`, which the worker
+starts; its settings (the database URL among them) arrive in the HELLO frame, never on its command
+line.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import os
-import signal
-import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any, BinaryIO
 
 import orjson
@@ -198,21 +196,13 @@ class Writer:
             self._acks.write(frames.frame(kind, orjson.dumps(body)))
 
 
-def main() -> None:
-    # Acknowledgements go to the worker on the original stdout; anything else printed there (by
-    # a library, say) goes to stderr instead, never into the acknowledgements.
-    acks = os.fdopen(os.dup(1), "wb", buffering=0)
-    os.dup2(2, 1)
-    for stop in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(stop, signal.SIG_IGN)
-    stream = os.fdopen(0, "rb")
+def serve(stream: BinaryIO, acks: BinaryIO, configure_logging: Callable[[str, str], None]) -> None:
+    """Read the HELLO frame from `stream`, then write what follows it until the stream ends."""
     hello = frames.read_frame(stream)
     if hello is None or hello[0] != frames.HELLO:
         raise SystemExit("the prediction log's writer expects its settings first")
     config = orjson.loads(hello[1])
-    from server.process.logging_setup import configure_logging
-
-    configure_logging(config["log_level"], config["log_format"], access_log=False)
+    configure_logging(config["log_level"], config["log_format"])
     engine = open_engine(config["url"])
     writer = Writer(engine, config["key_prefix"], bool(config["migrate"]), acks)
     threading.Thread(target=writer.receive, args=(stream,), name="slices", daemon=True).start()
@@ -220,8 +210,3 @@ def main() -> None:
         writer.run()
     finally:
         engine.dispose()
-    sys.exit(0)
-
-
-if __name__ == "__main__":
-    main()
