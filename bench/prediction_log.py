@@ -162,6 +162,20 @@ def postgres_backend_cpu_seconds(database_url: str, server: str = POSTGRES) -> f
     return total if pids else None
 
 
+def writer_cpu_seconds(worker: psutil.Process) -> float:
+    """CPU time of the worker's prediction log writer process(es) so far (0.0 with none)."""
+    from server.observe.prediction_log.writer import WRITER_MODULE
+
+    total = 0.0
+    for child in worker.children():
+        try:
+            if WRITER_MODULE in " ".join(child.cmdline()):
+                total += cpu_seconds(child)
+        except psutil.NoSuchProcess:
+            continue
+    return total
+
+
 def cpu_seconds(process: psutil.Process) -> float:
     """User and system CPU time of `process` (all its threads) so far."""
     times = process.cpu_times()
@@ -174,13 +188,16 @@ def summary(
     rows_in_table: int | None,
     cpu_ms_per_request: float,
     database_cpu_ms_per_request: float | None = None,
+    writer_cpu_ms_per_request: float | None = None,
 ) -> dict[str, object]:
     """One server's line in the report's settings: what it served and logged, and its CPU cost
-    (and that of its database's server processes, for PostgreSQL)."""
+    (its worker's, its log writer's, and that of its database's server processes, for PostgreSQL)."""
     found: dict[str, object] = {
         "requests": numbers.requests,
         "cpu_ms_per_request": round(cpu_ms_per_request, 3),
     }
+    if writer_cpu_ms_per_request is not None:
+        found["writer_cpu_ms_per_request"] = round(writer_cpu_ms_per_request, 3)
     if database_cpu_ms_per_request is not None:
         found["database_cpu_ms_per_request"] = round(database_cpu_ms_per_request, 3)
     if backlog is not None:

@@ -385,6 +385,7 @@ def _prediction_log_section(bench: Bench, env: dict[str, str], champion_uri: str
         workers = {name: worker_process(server) for name, server in servers.items()}
         load_before = os.getloadavg()[0]
         cpu_before = {name: prediction_log.cpu_seconds(process) for name, process in workers.items()}
+        writer_cpu_before = {name: prediction_log.writer_cpu_seconds(workers[name]) for name in databases}
         backlogs = {name: prediction_log.Backlog() for name in databases}
         after_run = {
             name: functools.partial(backlogs[name].after_run, servers[name].url) for name in databases
@@ -413,7 +414,15 @@ def _prediction_log_section(bench: Bench, env: dict[str, str], champion_uri: str
                     backends = prediction_log.postgres_backend_cpu_seconds(databases[name])
                     database_cpu = None if backends is None else backends * 1000 / max(numbers.requests, 1)
                 rows = prediction_log.table_rows(databases[name])
-                found[name] = prediction_log.summary(numbers, backlogs[name], rows, per_request, database_cpu)
+                writer_cpu = prediction_log.writer_cpu_seconds(workers[name]) - writer_cpu_before[name]
+                found[name] = prediction_log.summary(
+                    numbers,
+                    backlogs[name],
+                    rows,
+                    per_request,
+                    database_cpu,
+                    writer_cpu * 1000 / max(numbers.requests, 1),
+                )
             else:
                 found[name] = prediction_log.summary(numbers, None, None, per_request)
             print(f"  {name}: {found[name]}")
@@ -796,7 +805,7 @@ def render(report: Report) -> str:
         lines += [
             "",
             "Prediction log section (each server's own /metrics after its runs, warm-ups included; "
-            "CPU: the worker's user + system time over the section, per request served):",
+            "CPU: user + system time over the section per request served, the worker's and its writer's):",
         ]
         lines += [f"- {name}: {_log_line(numbers)}" for name, numbers in logged.items()]
     return "\n".join(lines) + "\n"
@@ -804,6 +813,8 @@ def render(report: Report) -> str:
 
 def _log_line(numbers: dict[str, object]) -> str:
     line = f"{numbers['requests']:,} requests, {numbers['cpu_ms_per_request']} ms CPU per request"
+    if "writer_cpu_ms_per_request" in numbers:
+        line += f" (and {numbers['writer_cpu_ms_per_request']} ms in its log writer process)"
     if "database_cpu_ms_per_request" in numbers:
         line += f" (and {numbers['database_cpu_ms_per_request']} ms in PostgreSQL's backends)"
     if "written" not in numbers:
