@@ -121,6 +121,23 @@ def _row_count(engine: Engine) -> int:
         return int(connection.execute(sa.select(sa.func.count()).select_from(predictions)).scalar_one())
 
 
+def _distinct_request_ids(engine: Engine) -> int:
+    with engine.connect() as connection:
+        query = sa.select(sa.func.count(sa.distinct(predictions.c.request_id)))
+        return int(connection.execute(query).scalar_one())
+
+
+def _settled(server: ServerProcess, sent: int) -> LogCounters:
+    """The counters once the queue is empty and every one of `sent` rows is written or dropped."""
+
+    def settled() -> bool:
+        counters = _counters(server)
+        return counters.queue_rows == 0 and counters.written + counters.dropped_queue_full == sent
+
+    wait_for(settled, POLL_SECONDS, f"written + dropped == {sent} rows sent, queue empty", poll=0.1)
+    return _counters(server)
+
+
 @dataclass(frozen=True)
 class Sent:
     """One request as sent: its route, body and the records it carries."""
@@ -268,22 +285,14 @@ def test_stopping_the_database_under_load_loses_no_request_and_accounts_for_ever
         assert dict(load.statuses) == {200: sent}, "every request answered 200, through the outage"
         assert set(load.variants) == {"champion"}
 
-        def settled() -> bool:
-            counters = _counters(server)
-            return counters.queue_rows == 0 and counters.written + counters.dropped_queue_full == sent
-
-        wait_for(settled, POLL_SECONDS, f"written + dropped == {sent} rows sent, queue empty", poll=0.1)
-        counters = _counters(server)
+        counters = _settled(server, sent)
 
     assert counters.written + counters.dropped_queue_full == sent
     assert counters.dropped_queue_full > 0, "the outage should have overflowed the queue"
     assert counters.dropped_shutdown == 0
     assert counters.write_errors > 0, "the outage should have failed at least one batch"
     assert _row_count(engine) == counters.written  # every row counted written is there, once
-    with engine.connect() as connection:
-        distinct = connection.execute(
-            sa.select(sa.func.count(sa.distinct(predictions.c.request_id)))
-        ).scalar()
+    distinct = _distinct_request_ids(engine)
     assert distinct == counters.written, "one row per single-record request, none written twice"
 
 
@@ -370,20 +379,12 @@ def test_a_writer_killed_under_load_is_replaced_and_every_row_is_written_once(
         assert load.errors == []
         assert dict(load.statuses) == {200: sent}
 
-        def settled() -> bool:
-            counters = _counters(server)
-            return counters.queue_rows == 0 and counters.written + counters.dropped_queue_full == sent
-
-        wait_for(settled, POLL_SECONDS, f"written + dropped == {sent} rows sent, queue empty", poll=0.1)
-        counters = _counters(server)
+        counters = _settled(server, sent)
     assert counters.dropped_queue_full == 0
     assert counters.written == sent
     assert counters.write_errors >= 1, "a writer that died is counted as a failed write"
     assert "the prediction log's writer stopped" in server.log()
-    with engine.connect() as connection:
-        distinct = connection.execute(
-            sa.select(sa.func.count(sa.distinct(predictions.c.request_id)))
-        ).scalar()
+    distinct = _distinct_request_ids(engine)
     assert _row_count(engine) == distinct == sent, "every request once: resent slices are not written twice"
 
 
