@@ -227,7 +227,6 @@ def _monitoring(
         return None
     from server.observe.drift import DriftMonitor
     from server.observe.prediction_log.database import open_engine
-    from server.observe.prediction_log.migrate import prepare
     from server.observe.prediction_log.writer import PredictionLog
 
     engine = open_engine(url)
@@ -241,7 +240,6 @@ def _monitoring(
         sample=settings.prediction_log_sample,
         retention_days=settings.prediction_log_retention_days,
         migrate=settings.prediction_log_migrate,
-        prepare=lambda: prepare(engine, migrate=settings.prediction_log_migrate),
         log_level=settings.log_level,
         log_format=settings.log_format,
     )

@@ -388,7 +388,7 @@ def test_a_writer_killed_under_load_is_replaced_and_every_row_is_written_once(
     assert _row_count(engine) == distinct == sent, "every request once: resent slices are not written twice"
 
 
-def test_a_writer_ends_with_its_worker_after_writing_what_it_had(
+def test_a_writer_ends_with_its_worker(
     base_env: dict[str, str],
     champion_uri: str,
     cluster: PostgresCluster,

@@ -3,8 +3,9 @@ acknowledgement pipe: length-prefixed frames, each a one-byte kind and its body.
 
 Worker to writer: HELLO (the writer's settings, JSON: first, once), SLICE (an 8-byte slice number
 and a `slices.encode` body), FLUSH (JSON: seconds left to write what waits, then exit).
-Writer to worker: ACK (JSON: every slice through `through` is done, `written` rows written,
-`rejected` refused) and FAILED (JSON: a write failed and will be tried again).
+Writer to worker: ACK (JSON: every slice through `through` is done, `written` of its rows
+written; the worker counts the rest as refused) and FAILED (JSON: a write failed and will be
+tried again).
 """
 
 from __future__ import annotations

@@ -62,7 +62,7 @@ def utc_text(seconds: float) -> str:
     return "%s.%06d" % (_second[1], (seconds - whole) * 1e6)  # noqa: UP031 - %d truncates like int(), and is faster
 
 
-def _tuples(columns: list[list[Any]]) -> list[Row]:
+def _tuples(columns: Sequence[Sequence[Any]]) -> list[Row]:
     return list(zip(*columns, strict=True))
 
 
@@ -79,7 +79,7 @@ def _copy_text(value: str | None) -> str:
     return value
 
 
-def _copy_lines(columns: list[list[Any]]) -> list[Row]:
+def _copy_lines(columns: Sequence[Sequence[Any]]) -> list[Row]:
     """Lines of COPY text (without their newline). The row key and time need no escapes; the row
     index and latency are numbers; orjson's JSON holds no raw control character, so only its
     backslashes are escaped; the other text columns repeat a few values, each escaped once."""
@@ -102,12 +102,12 @@ def _copy_lines(columns: list[list[Any]]) -> list[Row]:
     return list(map("\t".join, zip(*fields, strict=True)))
 
 
-def _repeated(column: list[str | None]) -> list[str]:
+def _repeated(column: Sequence[str | None]) -> list[str]:
     escaped: dict[str | None, str] = {}
     return [escaped[v] if v in escaped else escaped.setdefault(v, _copy_text(v)) for v in column]
 
 
-def _json_text(column: list[str | None]) -> list[str]:
+def _json_text(column: Sequence[str | None]) -> list[str]:
     return [_COPY_NULL if v is None else v.replace("\\", "\\\\") if "\\" in v else v for v in column]
 
 
@@ -116,7 +116,7 @@ class RowFormat:
     """How one database's insert takes its rows: the time's type and the rows' form."""
 
     stamp: Callable[[float], Any]
-    assemble: Callable[[list[list[Any]]], list[Row]]
+    assemble: Callable[[Sequence[Sequence[Any]]], list[Row]]
 
 
 SQLITE_TUPLES = RowFormat(utc_text, _tuples)  # SQLAlchemy's DATETIME text, no zone
@@ -203,7 +203,7 @@ def _rows(batch: Sequence[Queued], key_prefix: str, form: RowFormat) -> list[Row
         each(latency_ms),
         each(caller),
     ]
-    return form.assemble([list(column) for column in columns])
+    return form.assemble(columns)
 
 
 Keyed = tuple[np.ndarray, tuple[str, ...]] | None  # a request's values (rows, names) and their names

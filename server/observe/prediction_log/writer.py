@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import logging
 import os
@@ -40,6 +41,7 @@ from server.observe import metrics
 from server.observe.prediction_log import frames, slices
 from server.observe.prediction_log.entry import Entry, Queued
 from server.observe.prediction_log.inserts import one_line
+from server.observe.prediction_log.migrate import prepare
 from server.observe.prediction_log.schema import predictions
 
 logger = logging.getLogger(__name__)
@@ -62,6 +64,7 @@ class _Child:
         self.process = process
         self.alive = True
         self.gone = asyncio.Event()
+        self.acks: asyncio.Task[None] | None = None  # its reader, referenced so it is not collected
 
     def send(self, data: bytes) -> None:
         """Write to the writer's stdin (buffered, never blocking); nothing once it is gone: what it
@@ -86,13 +89,12 @@ class PredictionLog:
         sample: float,
         retention_days: float,
         migrate: bool = True,
-        prepare: Callable[[], object] = lambda: None,
         chance: Callable[[], float] = random.random,
         log_level: str = "INFO",
         log_format: str = "text",
     ) -> None:
         self.engine = engine
-        self._prepare = prepare
+        self._migrate = migrate
         self._executor = executor
         self._limit = queue_rows
         self._sample = sample
@@ -155,7 +157,9 @@ class PredictionLog:
         sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
         loop = asyncio.get_running_loop()
         try:
-            await loop.run_in_executor(self._executor, self._prepare)
+            await loop.run_in_executor(
+                self._executor, functools.partial(prepare, self.engine, migrate=self._migrate)
+            )
         except sa.exc.SQLAlchemyError as error:
             logger.warning(
                 "the prediction log's database cannot be prepared yet (%s); rows queue", one_line(error)
@@ -180,6 +184,7 @@ class PredictionLog:
                         delay,
                     )
                     await asyncio.sleep(delay)
+                    await self._stop_child()  # reaped, or killed should it linger
                 await self._spawn()
             elif restarts and not self._unacked:
                 restarts = 0
@@ -230,7 +235,9 @@ class PredictionLog:
         child.send(self._hello)
         for _, _, data in self._unacked:
             child.send(data)
-        asyncio.get_running_loop().create_task(self._read_acks(child), name="prediction-log-acks")
+        child.acks = asyncio.get_running_loop().create_task(
+            self._read_acks(child), name="prediction-log-acks"
+        )
 
     async def _stop_child(self) -> None:
         child, self._child = self._child, None
@@ -286,18 +293,18 @@ class PredictionLog:
                 batch.append(queued)
                 rows += queued[1].rows
             self._offered_rows -= rows
-            for part_rows, data in self._encoded(batch):
+            for part_rows, data in self._encoded(batch, rows):
                 number = next(self._slices)
                 frame = frames.slice_frame(number, data)
                 self._unacked.append((number, part_rows, frame))
                 if self._child is not None:
                     self._child.send(frame)
 
-    def _encoded(self, batch: list[Queued]) -> list[tuple[int, bytes]]:
-        """The batch as one encoded slice (its rows, its bytes), or, when that fails, each request
-        alone: a request that cannot be encoded is counted as rejected."""
+    def _encoded(self, batch: list[Queued], rows: int) -> list[tuple[int, bytes]]:
+        """The batch of `rows` rows as one encoded slice (its rows, its bytes), or, when that
+        fails, each request alone: a request that cannot be encoded is counted as rejected."""
         try:
-            return [(sum(q[1].rows for q in batch), slices.encode(batch))]
+            return [(rows, slices.encode(batch))]
         except Exception:  # noqa: BLE001 - one request at a time, to find the one that fails
             pass
         out = []
