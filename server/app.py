@@ -18,12 +18,23 @@ from starlette.concurrency import run_in_threadpool
 from server.edge.error_handlers import EXCEPTION_HANDLERS
 from server.edge.fast_lane import ServingApp
 from server.edge.middleware_stack import build_stack, wrap
+from server.edge.route_policy import V1_PREDICT, V2_INFER, V2_VERSION_INFER
 from server.live.loaded_model import LoadedModel
 from server.live.loading import ModelLoader, load_with_retry
 from server.live.model_store import ModelStore
 from server.process.logging_setup import configure_logging
 from server.process.mlflow_env import apply_mlflow_client_settings
-from server.routes import admin, health, invocations, model_info, monitoring, predictions, variants
+from server.routes import (
+    admin,
+    health,
+    invocations,
+    kserve_v1,
+    model_info,
+    monitoring,
+    open_inference,
+    predictions,
+    variants,
+)
 from server.routes import metrics as metrics_routes
 from server.routes.openapi import OpenApiBuilder
 from server.services import Services, build_services
@@ -31,7 +42,8 @@ from server.settings import ServerSettings
 
 DESCRIPTION = (
     "Serves an MLflow pyfunc model from the model registry: strict JSON prediction endpoints, "
-    "MLflow's `/invocations` protocol, health checks and Prometheus metrics."
+    "MLflow's `/invocations` protocol, the Open Inference Protocol (`/v2`) and KServe V1 (`/v1`), "
+    "health checks and Prometheus metrics."
 )
 
 
@@ -133,6 +145,8 @@ def create_app(settings: ServerSettings, *, store: ModelStore | None = None) -> 
         monitoring.router,
         health.router,
         metrics_routes.router,
+        open_inference.router,
+        kserve_v1.router,
     ):
         app.include_router(router)
     stack = build_stack(
@@ -150,6 +164,9 @@ def create_app(settings: ServerSettings, *, store: ModelStore | None = None) -> 
             "/predict": predictions.predict,
             "/batch-predict": predictions.batch_predict,
             "/invocations": invocations.invocations,
+            V2_INFER: open_inference.infer,
+            V2_VERSION_INFER: open_inference.infer,
+            V1_PREDICT: kserve_v1.predict,
         },
     )
     app.openapi = OpenApiBuilder(app, settings, store.peek)  # type: ignore[method-assign]

@@ -2,8 +2,9 @@
 
 Every error a client can cause is a `ServingError` carrying its HTTP status and a stable
 `error_code`. The body is MLflow's `{"error_code", "message"}` plus, where they help, the
-`details` (each problem's record index and field) and the request id; never a stack trace,
-never the client's data echoed back.
+`details` (each problem's record index and field) and the request id; on the Open Inference
+Protocol's paths it is that protocol's `{"error": message}`. Never a stack trace, never the
+client's data echoed back.
 """
 
 from __future__ import annotations
@@ -77,6 +78,11 @@ class ServingError(Exception):
         if request_id is not None:
             body["request_id"] = request_id
         return body
+
+    def open_inference_body(self) -> dict[str, Any]:
+        """The Open Inference Protocol's (and KServe V1's) error shape: the message alone; the
+        request id travels in the `X-Request-ID` header."""
+        return {"error": self.message}
 
 
 class BadRequest(ServingError):

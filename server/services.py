@@ -12,6 +12,7 @@ from server.edge.auth import Authenticator, build_authenticator
 from server.edge.in_flight import InFlight
 from server.edge.rate_limit import FailedCredentialLimiter, Limiter, LocalTokenBuckets, RedisTokenBuckets
 from server.inference.batching import AdaptiveBatcher
+from server.inference.open_inference import OpenInference
 from server.inference.predictor import Inference
 from server.inference.shadow import ShadowScorer
 from server.inference.split_policy import SplitPolicy, SplitPolicyHolder
@@ -76,6 +77,7 @@ class Services:
     store: ModelStore
     loader: ModelLoader
     inference: Inference
+    open_inference: OpenInference
     exposition: metrics.Exposition
     reloader: Reloader
     follower: AliasFollower
@@ -156,21 +158,24 @@ def build_services(settings: ServerSettings, store: ModelStore) -> Services:
     )
     secret = settings.mlflow_webhook_secret
     monitoring = _monitoring(settings, store, challenger)
+    inference = Inference(batcher)
+    router = VariantRouter(
+        store,
+        challenger.store if challenger else None,
+        policy,
+        challenger.shadow if challenger else None,
+    )
     return Services(
         settings=settings,
         store=store,
         loader=loader,
-        inference=Inference(batcher),
+        inference=inference,
+        open_inference=OpenInference(router, inference, settings.model_name, settings.max_batch_size),
         exposition=metrics.Exposition(started_at, settings.prometheus_multiproc_dir),
         reloader=reloader,
         follower=follower,
         challenger=challenger,
-        router=VariantRouter(
-            store,
-            challenger.store if challenger else None,
-            policy,
-            challenger.shadow if challenger else None,
-        ),
+        router=router,
         monitoring=monitoring,
         webhook_verifier=(
             DeliveryVerifier(secret.get_secret_value(), settings.webhook_max_age_seconds, _ledger(settings))

@@ -35,6 +35,11 @@ class ServerSettings(BaseSettings):
         description="MLflow model URI to serve (`models:/NAME@ALIAS`, `models:/NAME/VERSION`, "
         "`runs:/…`, a path). Empty: serve MODEL_PATH instead.",
     )
+    model_name: str | None = Field(
+        default=None,
+        description="The name the Open Inference Protocol and KServe V1 paths serve the model under "
+        "(`/v2/models/NAME/infer`); unset: the registered model's name (`model` for a local file).",
+    )
     mlflow_tracking_uri: str | None = Field(
         default=None, description="Tracking server that resolves `models:/` URIs."
     )

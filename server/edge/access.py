@@ -26,7 +26,7 @@ from server.errors import Overloaded, RateLimited, RequestTimeout, ServingError
 
 async def _refuse(scope: Scope, receive: Receive, send: Send, error: ServingError) -> None:
     scope.setdefault("state", {})[ERROR_CODE_STATE] = error.error_code
-    await error_response(error)(scope, receive, send)
+    await error_response(error, route_path(scope))(scope, receive, send)
 
 
 class AccessMiddleware:

@@ -12,15 +12,22 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from server.edge.request_context import current_request_id
+from server.edge.route_path import route_path
+from server.edge.route_policy import policy_for
 from server.errors import InvalidInput, MethodNotAllowed, NotFound, Problem, ServingError
 
 ERROR_CODE_STATE = "error_code"
 
 
-def error_response(error: ServingError) -> Response:
-    """The JSON answer for `error`, with the request id of the request being served."""
+def error_response(error: ServingError, path: str | None = None) -> Response:
+    """The JSON answer for `error` to a request for `path`: the Open Inference Protocol's shape on
+    its paths, else the server's own with the request id of the request being served."""
+    if path is not None and policy_for(path).open_inference:
+        body = error.open_inference_body()
+    else:
+        body = error.body(current_request_id.get())
     return Response(
-        orjson.dumps(error.body(current_request_id.get())),
+        orjson.dumps(body),
         status_code=error.status_code,
         media_type="application/json",
         headers=error.headers,
@@ -31,7 +38,7 @@ async def handle_serving_error(request: Request, error: Exception) -> Response:
     """The answer to a `ServingError`; notes its code on the request for the metrics middleware."""
     assert isinstance(error, ServingError)
     setattr(request.state, ERROR_CODE_STATE, error.error_code)
-    return error_response(error)
+    return error_response(error, route_path(request.scope))
 
 
 async def _http_error(request: Request, error: Exception) -> Response:

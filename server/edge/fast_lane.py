@@ -1,4 +1,5 @@
-"""The fast lane: POST /predict, /batch-predict and /invocations dispatched ahead of FastAPI.
+"""The fast lane: POST /predict, /batch-predict, /invocations and the Open Inference Protocol's
+and KServe V1's inference paths, dispatched ahead of FastAPI (by their route template).
 
 FastAPI's per-request machinery (its error, telemetry and body-limit middleware, the exception
 middleware, the exit stack, routing, the request-response wrapper) costs about as much CPU as a
@@ -20,7 +21,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from server.edge.error_handlers import handle_serving_error
 from server.edge.route_path import route_path
-from server.edge.route_policy import FAST_LANE_PATHS
+from server.edge.route_policy import FAST_LANE_PATHS, route_template
 from server.errors import ServingError
 
 Endpoint = Callable[[Request], Awaitable[Response]]
@@ -35,7 +36,7 @@ class EndpointDispatch:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive, send)
         try:
-            response = await self._endpoints[route_path(scope)](request)
+            response = await self._endpoints[route_template(route_path(scope))](request)
         except ServingError as error:
             response = await handle_serving_error(request, error)
         await response(scope, receive, send)
@@ -62,7 +63,7 @@ class ServingApp(FastAPI):
             self.fast_lane is not None
             and scope["type"] == "http"
             and scope["method"] == "POST"
-            and route_path(scope) in self.fast_paths
+            and route_template(route_path(scope)) in self.fast_paths
         ):
             scope["app"] = self
             await self.fast_lane(scope, receive, send)

@@ -20,7 +20,7 @@ from server.edge.request_context import (
     current_request_id,
 )
 from server.edge.route_path import route_path
-from server.edge.route_policy import TRAFFIC_PATHS, is_traffic
+from server.edge.route_policy import TRAFFIC_PATHS, is_traffic, policy_for, route_template
 from server.errors import InternalError
 from server.observe import metrics
 
@@ -66,7 +66,8 @@ class RequestContextMiddleware:
                 raise
             scope.setdefault("state", {})[ERROR_CODE_STATE] = InternalError.error_code
             error = InternalError()
-            body = orjson.dumps(error.body(request_id))
+            shaped = error.open_inference_body() if policy_for(route_path(scope)).open_inference else None
+            body = orjson.dumps(shaped or error.body(request_id))
             await send_with_id(
                 {
                     "type": "http.response.start",
@@ -94,7 +95,7 @@ class PredictionTrafficMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        path = route_path(scope)
+        path = route_template(route_path(scope))
         if not is_traffic(path):
             await self.app(scope, receive, send)
             return

@@ -16,11 +16,11 @@ from mlflow.exceptions import MlflowException
 from starlette.concurrency import run_in_threadpool
 
 from model_wrapper import Prediction
-from server.codecs.limits import too_many_rows
+from server.codecs.limits import MAX_PROBLEMS, too_many_rows
 from server.codecs.mlflow_protocol import InvocationCodec, PendingRequest, from_mlflow, scrubbed
 from server.codecs.mlflow_scoring import jsonable
 from server.codecs.redaction import ClientText
-from server.errors import ServingError
+from server.errors import InvalidInput, Problem, ServingError
 from server.inference.batching import AdaptiveBatcher
 from server.live.loaded_model import LoadedModel
 from server.observe import metrics
@@ -77,6 +77,18 @@ class Inference:
         """The body's limits, MLflow's parsers and `PyFuncModel.predict`, all off the event loop;
         with `keep_rows` (for the prediction log), the rows and classes too, where they can be had."""
         return await run_in_threadpool(_parse_and_predict, model, codec, pending, max_rows, keep_rows)
+
+
+def refuse_unscorable(prediction: Prediction, *, single: bool) -> None:
+    """Finite inputs far outside the training range can make the model's arithmetic overflow into
+    probabilities that are not numbers; the strict routes say which records, rather than answer."""
+    finite = np.isfinite(prediction.probabilities).all(axis=1)
+    if finite.all():
+        return
+    problem = "the model cannot score this record: its values lie too far outside the range it was trained on"
+    bad = np.flatnonzero(~finite).tolist()
+    problems = [Problem(problem, index=None if single else int(i)) for i in bad]
+    raise InvalidInput.from_problems(problems[:MAX_PROBLEMS], total=len(problems))
 
 
 def check_row_count(rows: int, max_rows: int) -> None:

@@ -87,6 +87,16 @@ class VariantRouter:
         bucket = bucket_of(routing_key) if routing_key is not None else random.randrange(BUCKETS)
         return self._as(CHALLENGER, challenger) if bucket < threshold else self._as(CHAMPION, champion)
 
+    def variants(self) -> list[Served]:
+        """Every variant that answers requests now: the champion, and the challenger when one is
+        loaded and reads the champion's features."""
+        champion = self._champion.current
+        served = [self._as(CHAMPION, champion)]
+        challenger = self._challenger.peek() if self._challenger is not None else None
+        if challenger is not None and self._compatible(champion, challenger):
+            served.append(self._as(CHALLENGER, challenger))
+        return served
+
     def answered(self, served: Served, features: np.ndarray, answer: Answer) -> None:
         """The champion answered these rows: in shadow mode, the challenger gets a copy."""
         if self._shadow is not None and served.variant == CHAMPION and self.policy.current.mode == "shadow":

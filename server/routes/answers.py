@@ -12,6 +12,7 @@ from fastapi import Request
 from model_wrapper import Prediction
 from server.edge.request_context import CALLER_STATE, STARTED_STATE, current_request_id
 from server.edge.route_path import route_path
+from server.edge.route_policy import route_template
 from server.inference.variants import Served
 from server.observe.prediction_log.entry import Entry, Source
 from server.services import Services
@@ -61,7 +62,7 @@ def _entry(
     return Entry(
         time.time(),
         current_request_id.get() or "",
-        route_path(scope),
+        route_template(route_path(scope)),
         _source(served),
         features,
         answer,

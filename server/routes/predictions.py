@@ -16,11 +16,11 @@ from starlette.concurrency import run_in_threadpool
 
 from model_wrapper import Prediction
 from server.codecs.body import read_body, require_identity_encoding, require_json
-from server.codecs.limits import INLINE_CHECK_MAX_BYTES, INLINE_READ_MAX_BYTES, MAX_PROBLEMS
+from server.codecs.limits import INLINE_CHECK_MAX_BYTES, INLINE_READ_MAX_BYTES
 from server.codecs.per_model import prediction_encoder, record_codec
 from server.codecs.responses import generic_body
 from server.edge.request_context import CALLER_STATE, VARIANT_STATE
-from server.errors import InvalidInput, Problem
+from server.inference.predictor import refuse_unscorable
 from server.inference.variants import ROUTING_KEY_HEADER, Served, VariantRouter
 from server.routes.answers import answered
 from server.routes.dependencies import services_of
@@ -74,23 +74,11 @@ def _read(fast: Reader, checked: Reader, body: bytes, *args: Any) -> np.ndarray:
     return rows if rows is not None else checked(body, *args)
 
 
-def _refuse_unscorable(prediction: Prediction, *, single: bool) -> None:
-    """Finite inputs far outside the training range can make the model's arithmetic overflow into
-    probabilities that are not numbers; the strict routes say which records, rather than answer."""
-    finite = np.isfinite(prediction.probabilities).all(axis=1)
-    if finite.all():
-        return
-    problem = "the model cannot score this record: its values lie too far outside the range it was trained on"
-    bad = np.flatnonzero(~finite).tolist()
-    problems = [Problem(problem, index=None if single else int(i)) for i in bad]
-    raise InvalidInput.from_problems(problems[:MAX_PROBLEMS], total=len(problems))
-
-
 def _respond(served: Served, result: Prediction | list[Any], *, single: bool) -> Response:
     model = served.model
     version = model.source.version
     if isinstance(result, Prediction):
-        _refuse_unscorable(result, single=single)
+        refuse_unscorable(result, single=single)
         encoder = prediction_encoder(model)
         content = encoder.single(result, version) if single else encoder.batch(result, version)
     else:
