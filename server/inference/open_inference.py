@@ -29,6 +29,11 @@ EXTENSIONS = ("binary_tensor_data",)
 LOCAL_MODEL_NAME = "model"
 
 
+def protocol_model_name(configured: str | None, model: LoadedModel) -> str:
+    """The name the protocols serve `model` under: MODEL_NAME, else its registered name."""
+    return configured or model.source.name or LOCAL_MODEL_NAME
+
+
 @dataclass(frozen=True, slots=True)
 class ModelLayouts:
     inputs: TensorLayout
@@ -80,8 +85,7 @@ class OpenInference:
         self.server_version = metadata.version(SERVER_NAME)
 
     def model_name(self, model: LoadedModel) -> str:
-        """The name the protocol serves `model` under: MODEL_NAME, else its registered name."""
-        return self._configured_name or model.source.name or LOCAL_MODEL_NAME
+        return protocol_model_name(self._configured_name, model)
 
     def server_metadata(self) -> dict[str, Any]:
         return {"name": SERVER_NAME, "version": self.server_version, "extensions": list(EXTENSIONS)}

@@ -19,19 +19,25 @@ from server.inference.open_inference import layouts_of
 from server.inference.predictor import refuse_unscorable
 from server.routes.answers import answered
 from server.routes.dependencies import ServicesDep, services_of
-from server.routes.open_inference import OIP_ERRORS, resolve
+from server.routes.open_inference import OIP_ERRORS, OIP_READ_ERRORS, resolve
+from server.routes.openapi import V1_REQUEST, request_body
 
 router = APIRouter(prefix="/v1", tags=["kserve v1"])
 
 
-@router.get("/models/{name}", summary="Model status", responses=OIP_ERRORS)
+@router.get("/models/{name}", summary="Model status", responses=OIP_READ_ERRORS)
 async def model_status(request: Request, services: ServicesDep) -> JSONResponse:
     plane = services.open_inference
     served = resolve(request, plane, "/v2" + route_path(request.scope)[len("/v1") :])
     return JSONResponse({"name": plane.model_name(served.model), "ready": True})
 
 
-@router.post("/models/{name}:predict", summary="Predict (KServe V1)", responses=OIP_ERRORS)
+@router.post(
+    "/models/{name}:predict",
+    summary="Predict (KServe V1)",
+    responses=OIP_ERRORS,
+    openapi_extra=request_body(V1_REQUEST),
+)
 async def predict(request: Request) -> Response:
     services = services_of(request)
     plane = services.open_inference

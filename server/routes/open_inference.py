@@ -23,11 +23,12 @@ from server.inference.variants import ROUTING_KEY_HEADER, Served
 from server.live.readiness import answers_example
 from server.routes.answers import answered
 from server.routes.dependencies import ServicesDep, services_of
-from server.routes.openapi import error_responses
+from server.routes.openapi import INFER_REQUEST, open_inference_errors, request_body
 
 router = APIRouter(prefix="/v2", tags=["open inference protocol"])
 
-OIP_ERRORS = error_responses(400, 401, 403, 404, 413, 415, 422, 429, 503, 504)
+OIP_ERRORS = open_inference_errors(400, 401, 403, 404, 413, 415, 422, 429, 503, 504)
+OIP_READ_ERRORS = open_inference_errors(401, 403, 404, 429, 503)
 _MODELS = "/v2/models/"
 _ACCEPTED_MEDIA = ("application/json", "application/octet-stream")
 
@@ -54,7 +55,7 @@ def resolve(request: Request, plane: OpenInference, path: str) -> Served:
     return served
 
 
-@router.get("", summary="Server metadata", responses=error_responses(401, 403))
+@router.get("", summary="Server metadata", responses=open_inference_errors(401, 403, 429))
 async def server_metadata(services: ServicesDep) -> JSONResponse:
     return JSONResponse(services.open_inference.server_metadata())
 
@@ -64,7 +65,11 @@ async def live() -> JSONResponse:
     return JSONResponse({"live": True})
 
 
-@router.get("/health/ready", summary="Readiness: a model is loaded and answers (open to probes)")
+@router.get(
+    "/health/ready",
+    summary="Readiness: a model is loaded and answers (open to probes)",
+    responses={503: {"description": "Not ready"}},
+)
 async def ready(services: ServicesDep) -> JSONResponse:
     model = services.store.peek()
     if model is None:
@@ -76,16 +81,20 @@ async def ready(services: ServicesDep) -> JSONResponse:
     return JSONResponse({"ready": True})
 
 
-@router.get("/models/{name}", summary="Model metadata", responses=OIP_ERRORS)
-@router.get("/models/{name}/versions/{version}", summary="Model metadata, one version", responses=OIP_ERRORS)
+@router.get("/models/{name}", summary="Model metadata", responses=OIP_READ_ERRORS)
+@router.get(
+    "/models/{name}/versions/{version}", summary="Model metadata, one version", responses=OIP_READ_ERRORS
+)
 async def model_metadata(request: Request, services: ServicesDep) -> JSONResponse:
     plane = services.open_inference
     return JSONResponse(plane.model_metadata(resolve(request, plane, route_path(request.scope))))
 
 
-@router.get("/models/{name}/ready", summary="Model readiness", responses=OIP_ERRORS)
+@router.get("/models/{name}/ready", summary="Model readiness", responses=OIP_READ_ERRORS)
 @router.get(
-    "/models/{name}/versions/{version}/ready", summary="Model readiness, one version", responses=OIP_ERRORS
+    "/models/{name}/versions/{version}/ready",
+    summary="Model readiness, one version",
+    responses=OIP_READ_ERRORS,
 )
 async def model_ready(request: Request, services: ServicesDep) -> JSONResponse:
     plane = services.open_inference
@@ -102,7 +111,12 @@ def _media_type(value: str | None) -> None:
         )
 
 
-@router.post("/models/{name}/infer", summary="Inference", responses=OIP_ERRORS)
+@router.post(
+    "/models/{name}/infer",
+    summary="Inference",
+    responses=OIP_ERRORS,
+    openapi_extra=request_body(INFER_REQUEST),
+)
 @router.post(
     "/models/{name}/versions/{version}/infer", summary="Inference, one version", responses=OIP_ERRORS
 )

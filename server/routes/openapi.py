@@ -17,13 +17,16 @@ from fastapi.openapi.utils import get_openapi
 
 from server.codecs.records import FEATURE_LIMIT
 from server.edge.route_policy import is_traffic, required_scope
+from server.inference.open_inference import protocol_model_name
 from server.live.loaded_model import LoadedModel
-from server.routes.schemas import ErrorBody
+from server.routes.schemas import ErrorBody, OpenInferenceError
 from server.settings import ServerSettings
 
 PREDICT_REQUEST = "PredictRequest"
 BATCH_REQUEST = "BatchPredictRequest"
 INVOCATIONS_REQUEST = "InvocationsRequest"
+INFER_REQUEST = "InferenceRequest"
+V1_REQUEST = "V1PredictRequest"
 
 _ERROR_DESCRIPTIONS = {
     400: "Malformed request (not JSON, wrong layout)",
@@ -43,6 +46,14 @@ _ERROR_DESCRIPTIONS = {
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI `responses` for the error statuses a route can answer, all with the error body."""
     return {status: {"model": ErrorBody, "description": _ERROR_DESCRIPTIONS[status]} for status in statuses}
+
+
+def open_inference_errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """`error_responses` in the Open Inference Protocol's error shape."""
+    return {
+        status: {"model": OpenInferenceError, "description": _ERROR_DESCRIPTIONS[status]}
+        for status in statuses
+    }
 
 
 PREDICTION_ERRORS = error_responses(400, 401, 403, 413, 415, 422, 429, 503, 504)
@@ -82,10 +93,64 @@ def _record_schema(model: LoadedModel | None) -> dict[str, Any]:
     return schema
 
 
+_TENSOR = {
+    "type": "object",
+    "properties": {
+        "name": {"type": "string"},
+        "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}},
+        "datatype": {"type": "string", "example": "FP64"},
+        "parameters": {"type": "object"},
+        "data": {
+            "type": "array",
+            "items": {"oneOf": [{"type": "number"}, {"type": "array", "items": {"type": "number"}}]},
+        },
+    },
+    "required": ["name", "shape", "datatype"],
+}
+_INFER = {
+    "type": "object",
+    "description": "The Open Inference Protocol's request: one input per feature (shape [N] or [N, 1]) "
+    "or one [N, width] input; `data` flat or nested one level, or, with the binary tensor extension "
+    "(`Inference-Header-Content-Length`), raw bytes after the JSON.",
+    "properties": {
+        "id": {"type": "string"},
+        "parameters": {"type": "object"},
+        "inputs": {"type": "array", "items": _TENSOR, "minItems": 1},
+        "outputs": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {"name": {"type": "string"}, "parameters": {"type": "object"}},
+                "required": ["name"],
+            },
+        },
+    },
+    "required": ["inputs"],
+}
+
+
+def _v1_request(record_ref: dict[str, Any], width: int) -> dict[str, Any]:
+    row = {"type": "array", "items": {"type": "number"}, "minItems": width, "maxItems": width}
+    instances = {
+        "oneOf": [
+            {"type": "array", "items": record_ref, "minItems": 1},
+            {"type": "array", "items": row, "minItems": 1},
+        ]
+    }
+    return {
+        "type": "object",
+        "description": "Exactly one of `instances` and `inputs`: objects of features, or lists of "
+        "values in signature order.",
+        "properties": {"instances": instances, "inputs": instances},
+    }
+
+
 def _components(model: LoadedModel | None, max_batch_size: int) -> dict[str, Any]:
     record_ref = {"$ref": f"#/components/schemas/{PREDICT_REQUEST}"}
     names = list(model.feature_names or ()) if model is not None else []
     return {
+        INFER_REQUEST: _INFER,
+        V1_REQUEST: _v1_request(record_ref, len(names)),
         PREDICT_REQUEST: _record_schema(model),
         BATCH_REQUEST: {
             "type": "object",
@@ -196,6 +261,26 @@ def _document_headers(document: dict[str, Any], model: LoadedModel | None, setti
                 ).strip()
 
 
+def _document_model_names(
+    document: dict[str, Any], model: LoadedModel | None, settings: ServerSettings
+) -> None:
+    """The model-naming paths' parameters take the one name served (and its version): any other
+    name is a 404, so the document says exactly which are accepted."""
+    if model is None:
+        return
+    name = protocol_model_name(settings.model_name, model)
+    version = model.source.version
+    for operations in document.get("paths", {}).values():
+        for operation in operations.values():
+            for parameter in operation.get("parameters", []):
+                if parameter["in"] != "path":
+                    continue
+                if parameter["name"] == "name":
+                    parameter["schema"] = {"type": "string", "enum": [name]}
+                elif parameter["name"] == "version" and version:
+                    parameter["schema"] = {"type": "string", "enum": [version]}
+
+
 class OpenApiBuilder:
     """Builds the document for the model being served, rebuilding only when the model changes."""
 
@@ -220,5 +305,6 @@ class OpenApiBuilder:
                 _components(model, self._max_batch_size)
             )
             _document_headers(document, model, self._settings)
+            _document_model_names(document, model, self._settings)
             self._document, self._cached_for = document, model
         return self._document

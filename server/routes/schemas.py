@@ -26,6 +26,12 @@ class ErrorBody(BaseModel):
     request_id: str | None = None
 
 
+class OpenInferenceError(BaseModel):
+    """Errors on the Open Inference Protocol's and KServe V1's paths: that protocol's shape."""
+
+    error: str = Field(examples=["input feature_4, row 2: must be a finite number"])
+
+
 class PredictResponse(BaseModel):
     prediction: Any = Field(description="The predicted class value.", examples=[0])
     label: str | None = Field(default=None, description="The predicted class name.", examples=["malignant"])

@@ -65,6 +65,17 @@ def test_every_endpoint_is_listed(client: TestClient) -> None:
         "/model/drift",
         "/predictions",
         "/webhooks/mlflow",
+        "/v2",
+        "/v2/health/live",
+        "/v2/health/ready",
+        "/v2/models/{name}",
+        "/v2/models/{name}/ready",
+        "/v2/models/{name}/infer",
+        "/v2/models/{name}/versions/{version}",
+        "/v2/models/{name}/versions/{version}/ready",
+        "/v2/models/{name}/versions/{version}/infer",
+        "/v1/models/{name}",
+        "/v1/models/{name}:predict",
     }
 
 

@@ -18,8 +18,15 @@ from server.settings import ServerSettings
 
 SCOPED = {"/predict", "/batch-predict", "/invocations", "/model/metadata", "/model/features"}
 SCOPED |= {"/model/versions", "/model/reload", "/model/variants", "/model/drift", "/predictions"}
-PREDICTIONS = {"/predict", "/batch-predict", "/invocations"}
-OPEN = {"/health", "/ping", "/webhooks/mlflow"}
+OPEN_INFERENCE = {
+    "/v2/models/{name}/infer",
+    "/v2/models/{name}/versions/{version}/infer",
+    "/v1/models/{name}:predict",
+}
+PREDICTIONS = {"/predict", "/batch-predict", "/invocations"} | OPEN_INFERENCE
+SCOPED |= PREDICTIONS | {"/v2", "/v1/models/{name}", "/v2/models/{name}", "/v2/models/{name}/ready"}
+SCOPED |= {"/v2/models/{name}/versions/{version}", "/v2/models/{name}/versions/{version}/ready"}
+OPEN = {"/health", "/ping", "/webhooks/mlflow", "/v2/health/live", "/v2/health/ready"}
 METRICS = {"/metrics", "/prometheus-metrics"}
 
 
@@ -59,7 +66,7 @@ def test_every_answer_carries_a_plain_request_id(client: TestClient) -> None:
 
 def test_every_prediction_carries_the_model_version(client: TestClient) -> None:
     paths = client.get("/openapi.json").json()["paths"]
-    for path in ("/predict", "/batch-predict", "/invocations"):
+    for path in sorted(PREDICTIONS):
         responses = paths[path]["post"]["responses"]
         assert responses["200"]["headers"]["X-Model-Version"]["required"] is True
         assert responses["200"]["headers"]["X-Model-Variant"]["schema"]["enum"] == ["champion", "challenger"]
