@@ -11,6 +11,7 @@ import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import metadata
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
@@ -39,6 +40,9 @@ from server.routes import metrics as metrics_routes
 from server.routes.openapi import OpenApiBuilder
 from server.services import Services, build_services
 from server.settings import ServerSettings
+
+if TYPE_CHECKING:
+    from server.grpc.server import GrpcServer
 
 DESCRIPTION = (
     "Serves an MLflow pyfunc model from the model registry: strict JSON prediction endpoints, "
@@ -92,6 +96,20 @@ def _background_tasks(services: Services) -> list[asyncio.Task[None]]:
     return tasks
 
 
+async def _start_grpc(settings: ServerSettings, services: Services) -> GrpcServer:
+    """gRPC beside HTTP (imported only when GRPC_PORT is set: HTTP-only workers never load grpc)."""
+    from server.grpc.server import start_grpc
+
+    assert settings.grpc_port is not None
+    try:
+        server = await start_grpc(services, settings.api_host, settings.grpc_port)
+    except BaseException:
+        await services.close()
+        raise
+    await server.serving()
+    return server
+
+
 def create_app(settings: ServerSettings, *, store: ModelStore | None = None) -> FastAPI:
     """The application. Pass a `store` holding a model to skip loading at start-up (the caller
     then owns the store and closes it)."""
@@ -110,12 +128,16 @@ def create_app(settings: ServerSettings, *, store: ModelStore | None = None) -> 
             except BaseException:  # refused (a schema it may not migrate): nothing is left running
                 await services.close()
                 raise
+        grpc_server = await _start_grpc(settings, services) if settings.grpc_port is not None else None
         freeze_startup_objects()
         services.reloader.announce(store.current)
         tasks = _background_tasks(services)
         try:
             yield
         finally:
+            if grpc_server is not None:
+                # Calls in progress may finish (each within REQUEST_TIMEOUT_SECONDS); new ones are refused.
+                await grpc_server.stop(settings.request_timeout_seconds)
             for task in tasks:
                 task.cancel()
             # Whatever a task ended with, the services are closed.

@@ -60,6 +60,13 @@ class ServerSettings(BaseSettings):
         default="127.0.0.1", description="Interface the API binds to (containers set 0.0.0.0)."
     )
     api_port: int = Field(default=8000, ge=1, le=65535, description="Port the API listens on.")
+    grpc_port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="Also serve the Open Inference Protocol over gRPC on this port (API_HOST's "
+        "interface, every worker); unset: no gRPC.",
+    )
     workers: int = Field(default=1, ge=1, le=64, description="Worker processes (`python -m server`).")
     reuse_port: bool = Field(
         default=True,

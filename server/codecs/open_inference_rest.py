@@ -20,12 +20,12 @@ import numpy as np
 import orjson
 
 from server.codecs.tensors import (
-    NUMERIC_DATATYPES,
     InputTensor,
     OutputTensor,
     TensorRequest,
     check_shape,
     datatype_of,
+    raw_bytes,
 )
 from server.errors import BadRequest, InvalidInput, Problem
 
@@ -199,7 +199,7 @@ def encode_response(
     for output in outputs:
         entry: dict[str, Any] = {"name": output.name, "datatype": output.datatype, "shape": output.shape}
         if binary is True or (binary and output.name in binary):
-            raw = _raw_bytes(output)
+            raw = raw_bytes(output)
             entry["parameters"] = {BINARY_SIZE: len(raw)}
             chunks.append(raw)
         else:
@@ -214,17 +214,3 @@ def encode_response(
     if not chunks:
         return RestResponse(header, JSON_MEDIA_TYPE, None)
     return RestResponse(b"".join((header, *chunks)), BINARY_MEDIA_TYPE, len(header))
-
-
-def _raw_bytes(output: OutputTensor) -> bytes:
-    """A tensor's raw contents: little-endian numbers, or BYTES as 4-byte lengths before each item."""
-    if output.datatype == "BYTES":
-        parts = []
-        for item in output.values.tolist():
-            encoded = str(item).encode()
-            parts.append(len(encoded).to_bytes(4, "little"))
-            parts.append(encoded)
-        return b"".join(parts)
-    if output.datatype == "BOOL":
-        return np.asarray(output.values, dtype=np.bool_).tobytes()
-    return np.ascontiguousarray(output.values, dtype=NUMERIC_DATATYPES[output.datatype]).tobytes()

@@ -294,3 +294,17 @@ def _class_datatype(classes: np.ndarray) -> tuple[str, Any]:
     if kind == "b":
         return "BOOL", lambda values: np.asarray(values, dtype=bool)
     return "BYTES", lambda values: np.asarray([str(v) for v in values], dtype=object)
+
+
+def raw_bytes(output: OutputTensor) -> bytes:
+    """A tensor's raw contents: little-endian numbers, or BYTES as 4-byte lengths before each item."""
+    if output.datatype == "BYTES":
+        parts = []
+        for item in output.values.tolist():
+            encoded = str(item).encode()
+            parts.append(len(encoded).to_bytes(4, "little"))
+            parts.append(encoded)
+        return b"".join(parts)
+    if output.datatype == "BOOL":
+        return np.asarray(output.values, dtype=np.bool_).tobytes()
+    return np.ascontiguousarray(output.values, dtype=NUMERIC_DATATYPES[output.datatype]).tobytes()

@@ -12,6 +12,7 @@ whether it takes the fast lane.
 - `fast_lane`: a POST served by the fast lane (`server.edge.fast_lane`), past FastAPI's routing.
 - `open_inference`: errors take the Open Inference Protocol's shape (`{"error": "..."}`, as KServe
   and Triton answer), not the server's own.
+- `grpc`: a gRPC method (`/package.Service/Method`, served on GRPC_PORT), not an HTTP path.
 
 Paths that name a model (`/v2/models/{name}/infer`, `/v1/models/{name}:predict`) are looked up by
 their template (`route_template`), which is also their metrics label: a client's model name never
@@ -34,6 +35,7 @@ class RoutePolicy:
     fast_lane: bool = False
     change_scope: Scope | None = None
     open_inference: bool = False
+    grpc: bool = False
 
 
 _OPEN = RoutePolicy(scope=None)
@@ -51,6 +53,11 @@ V2_INFER = "/v2/models/{name}/infer"
 V2_VERSION_INFER = "/v2/models/{name}/versions/{version}/infer"
 V1_MODEL = "/v1/models/{name}"
 V1_PREDICT = "/v1/models/{name}:predict"
+
+GRPC_SERVICE = "inference.GRPCInferenceService"
+GRPC_INFER = f"/{GRPC_SERVICE}/ModelInfer"
+_GRPC_OPEN = RoutePolicy(scope=None, grpc=True)
+_GRPC_READ = RoutePolicy(scope="predict", grpc=True)
 
 ROUTES: dict[str, RoutePolicy] = {
     "/predict": _PREDICTION,
@@ -81,6 +88,17 @@ ROUTES: dict[str, RoutePolicy] = {
     V2_VERSION_INFER: _OIP_INFER,
     V1_MODEL: _OIP_READ,
     V1_PREDICT: _OIP_INFER,
+    # The same protocol over gRPC; health checks and reflection are open, as probes need them.
+    f"/{GRPC_SERVICE}/ServerLive": _GRPC_OPEN,
+    f"/{GRPC_SERVICE}/ServerReady": _GRPC_OPEN,
+    f"/{GRPC_SERVICE}/ModelReady": _GRPC_READ,
+    f"/{GRPC_SERVICE}/ServerMetadata": _GRPC_READ,
+    f"/{GRPC_SERVICE}/ModelMetadata": _GRPC_READ,
+    GRPC_INFER: RoutePolicy(scope="predict", traffic=True, grpc=True),
+    "/grpc.health.v1.Health/Check": _GRPC_OPEN,
+    "/grpc.health.v1.Health/Watch": _GRPC_OPEN,
+    "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo": _GRPC_OPEN,
+    "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo": _GRPC_OPEN,
 }
 
 _V2_MODELS = "/v2/models/"
@@ -111,6 +129,7 @@ def route_template(path: str) -> str:
 
 
 TRAFFIC_PATHS: tuple[str, ...] = tuple(path for path, policy in ROUTES.items() if policy.traffic)
+HTTP_PATHS: tuple[str, ...] = tuple(path for path, policy in ROUTES.items() if not policy.grpc)
 FAST_LANE_PATHS: frozenset[str] = frozenset(path for path, policy in ROUTES.items() if policy.fast_lane)
 
 

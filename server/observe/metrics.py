@@ -54,20 +54,22 @@ BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1000, 2000, 5000, 10000)
 # variants compare series by series. Each version served adds its own series.
 VARIANT_LABELS = ("variant", "version")
 NO_VARIANT = ("none", "")
+# `endpoint` is the route's template (`/v2/models/{name}/infer`) or the gRPC method
+# (`/inference.GRPCInferenceService/ModelInfer`); `protocol` is `http` or `grpc`.
 REQUESTS = Counter(
     "prediction_requests",
-    "Prediction requests received, by endpoint and variant.",
-    ["endpoint", *VARIANT_LABELS],
+    "Prediction requests received, by endpoint, protocol and variant.",
+    ["endpoint", "protocol", *VARIANT_LABELS],
 )
 REQUESTS_FAILED = Counter(
     "prediction_requests_failed",
-    "Prediction requests answered with an error, by endpoint, error code and variant.",
-    ["endpoint", "reason", *VARIANT_LABELS],
+    "Prediction requests answered with an error, by endpoint, protocol, error code and variant.",
+    ["endpoint", "protocol", "reason", *VARIANT_LABELS],
 )
 LATENCY = Histogram(
     "prediction_latency_seconds",
-    "Time from request to response on prediction endpoints, by variant.",
-    ["endpoint", *VARIANT_LABELS],
+    "Time from request to response on prediction endpoints, by protocol and variant.",
+    ["endpoint", "protocol", *VARIANT_LABELS],
     buckets=LATENCY_BUCKETS,
 )
 IN_FLIGHT = Gauge(
@@ -211,8 +213,13 @@ def bind_endpoints(endpoints: Iterable[str]) -> None:
             _request_series(endpoint, (labels[4], labels[1]))
 
 
+def protocol_of(endpoint: str) -> str:
+    """`grpc` for a gRPC method (`/package.Service/Method`), else `http`."""
+    return "grpc" if "." in endpoint.split("/", 2)[1] else "http"
+
+
 def _request_series(endpoint: str, variant: tuple[str, str]) -> tuple[Counter, Histogram]:
-    key = (endpoint, *variant)
+    key = (endpoint, protocol_of(endpoint), *variant)
     series = _REQUEST_SERIES.get(key)
     if series is None:
         series = _REQUEST_SERIES[key] = (REQUESTS.labels(*key), LATENCY.labels(*key))
@@ -228,7 +235,7 @@ def record_request(
     requests.inc()
     latency.observe(seconds)
     if status >= 400:
-        REQUESTS_FAILED.labels(endpoint, reason or f"HTTP_{status}", *variant).inc()
+        REQUESTS_FAILED.labels(endpoint, protocol_of(endpoint), reason or f"HTTP_{status}", *variant).inc()
 
 
 def record_predictions(labels: np.ndarray, variant: tuple[str, str], *, answered: bool = True) -> None:

@@ -4,6 +4,7 @@ prediction log's entry (when the log is on and the request is sampled)."""
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -32,6 +33,37 @@ def answered(
         services.router.answered_unread(served)
     if logs_this(services):
         log_answer(request, services, served, features, answer)
+
+
+def answered_call(
+    services: Services, served: Served, features: np.ndarray, answer: Prediction, call: CallFacts
+) -> None:
+    """`answered` for a call that is no HTTP request (gRPC): its facts come from `call`."""
+    services.router.answered(served, features, answer)
+    log = services.prediction_log
+    if log is not None and log.sampled():
+        log.offer(
+            Entry(
+                time.time(),
+                current_request_id.get() or "",
+                call.route,
+                _source(served),
+                features,
+                answer,
+                (time.perf_counter() - call.started) * 1000,
+                call.caller,
+            )
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class CallFacts:
+    """What the prediction log records of a call besides its rows: its route (a gRPC method),
+    when it started (`time.perf_counter`) and the authenticated caller's key id."""
+
+    route: str
+    started: float
+    caller: str | None
 
 
 def logs_this(services: Services) -> bool:

@@ -415,5 +415,5 @@ def test_inference_is_counted_under_the_route_template(client: TestClient, datas
     client.post(INFER, json=matrix_request(dataset.iloc[:1]))
     client.post("/v2/models/some-other-name/infer", json={})
     text = client.get("/metrics").text
-    assert 'prediction_requests_total{endpoint="/v2/models/{name}/infer",variant="champion"' in text
+    assert 'prediction_requests_total{endpoint="/v2/models/{name}/infer",protocol="http",variant="champion"' in text
     assert "some-other-name" not in text

@@ -1,0 +1,99 @@
+"""`ModelInferRequest` -> `TensorRequest`, and output tensors -> `ModelInferResponse`.
+
+An input's values come from `raw_input_contents` (one entry per input, little-endian bytes of
+its datatype, as tritonclient sends them) or from the typed `contents` field its datatype uses;
+never both. Outputs go back raw when the inputs came raw (what such clients read fastest), typed
+otherwise.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from server.codecs.tensors import (
+    InputTensor,
+    OutputTensor,
+    TensorRequest,
+    check_shape,
+    datatype_of,
+    raw_bytes,
+)
+from server.errors import InvalidInput, Problem
+from server.grpc import messages
+
+# The typed contents field each numeric datatype travels in.
+CONTENTS_FIELD = {
+    "UINT8": "uint_contents",
+    "UINT16": "uint_contents",
+    "UINT32": "uint_contents",
+    "UINT64": "uint64_contents",
+    "INT8": "int_contents",
+    "INT16": "int_contents",
+    "INT32": "int_contents",
+    "INT64": "int64_contents",
+    "FP32": "fp32_contents",
+    "FP64": "fp64_contents",
+}
+_OUTPUT_FIELD = {"INT64": "int64_contents", "FP64": "fp64_contents", "BOOL": "bool_contents"}
+_ALL_FIELDS = (*dict.fromkeys(CONTENTS_FIELD.values()), "bool_contents", "bytes_contents")
+
+
+def _invalid(message: str) -> InvalidInput:
+    return InvalidInput(message, problems=[Problem(message)])
+
+
+def decode_request(request: Any) -> tuple[TensorRequest, bool]:
+    """The request's tensors, and whether its inputs came as raw bytes."""
+    raw = request.raw_input_contents
+    inputs = request.inputs
+    if raw and len(raw) != len(inputs):
+        raise _invalid(f"raw_input_contents holds {len(raw)} entries for {len(inputs)} inputs; one per input")
+    tensors = []
+    for position, tensor in enumerate(inputs):
+        label = f"input at position {position}"
+        dtype = datatype_of(tensor.datatype, label)
+        if raw:
+            if tensor.HasField("contents") and any(getattr(tensor.contents, f) for f in _ALL_FIELDS):
+                raise _invalid(f"{label}: holds contents beside raw_input_contents")
+            data = raw[position]
+            if len(data) % dtype.itemsize:
+                raise _invalid(
+                    f"{label}: {len(data)} raw bytes are not a whole number of {tensor.datatype} values"
+                )
+            values = np.frombuffer(data, dtype=dtype)
+        else:
+            values = _typed(tensor, label)
+        shape = check_shape(list(tensor.shape), len(values), label)
+        tensors.append(InputTensor(tensor.name, tensor.datatype, shape, values))
+    outputs = tuple(output.name for output in request.outputs) or None
+    return TensorRequest(tensors, outputs, request.id or None, None), bool(raw)
+
+
+def _typed(tensor: Any, label: str) -> np.ndarray:
+    field = CONTENTS_FIELD.get(tensor.datatype)
+    if field is None:  # FP16 has no typed field: it travels raw only
+        raise _invalid(f"{label}: {tensor.datatype} values travel in raw_input_contents only")
+    contents = tensor.contents
+    others = [f for f in _ALL_FIELDS if f != field and getattr(contents, f)]
+    if others:
+        raise _invalid(f"{label}: {tensor.datatype} values belong in contents.{field}")
+    return np.array(getattr(contents, field), dtype=np.float64)
+
+
+def encode_response(
+    model_name: str, version: str | None, request_id: str | None, outputs: list[OutputTensor], raw: bool
+) -> Any:
+    response = messages.ModelInferResponse(
+        model_name=model_name, model_version=version or "", id=request_id or ""
+    )
+    for output in outputs:
+        tensor = response.outputs.add(name=output.name, datatype=output.datatype, shape=output.shape)
+        if raw:
+            response.raw_output_contents.append(raw_bytes(output))
+        elif output.datatype == "BYTES":
+            tensor.contents.bytes_contents.extend(str(item).encode() for item in output.values.tolist())
+        else:
+            getattr(tensor.contents, _OUTPUT_FIELD[output.datatype]).extend(output.values.tolist())
+    return response

@@ -1,0 +1,173 @@
+"""What every gRPC call passes, as every HTTP request passes the edge middleware: a request id
+(the client's `x-request-id` metadata, or a new one; sent back in the trailing metadata), the
+credential its method's scope needs (`authorization: Bearer ...` or `x-api-key` metadata, with
+the failed-credential limit per peer address), the caller's rate limit, and, for inference,
+admission (MAX_CONCURRENT_REQUESTS shared with HTTP, REQUEST_TIMEOUT_SECONDS) and the traffic
+metrics under `protocol="grpc"`. A `ServingError` ends the call with the matching status code
+and its message; anything else with INTERNAL and the request id alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+
+from server.edge.access import TooManyFailures
+from server.edge.auth import Unauthenticated, authorize
+from server.edge.request_context import accept_or_generate, current_request_id
+from server.edge.route_policy import policy_for
+from server.errors import InternalError, Overloaded, RateLimited, RequestTimeout, ServingError
+from server.observe import metrics
+from server.services import Services
+
+logger = logging.getLogger("server.grpc")
+
+REQUEST_ID_KEY = "x-request-id"
+
+# The gRPC status each HTTP status of a `ServingError` becomes.
+STATUS_CODES: dict[int, grpc.StatusCode] = {
+    400: grpc.StatusCode.INVALID_ARGUMENT,
+    401: grpc.StatusCode.UNAUTHENTICATED,
+    403: grpc.StatusCode.PERMISSION_DENIED,
+    404: grpc.StatusCode.NOT_FOUND,
+    409: grpc.StatusCode.FAILED_PRECONDITION,
+    413: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    415: grpc.StatusCode.INVALID_ARGUMENT,
+    422: grpc.StatusCode.INVALID_ARGUMENT,
+    429: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    503: grpc.StatusCode.UNAVAILABLE,
+    504: grpc.StatusCode.DEADLINE_EXCEEDED,
+}
+
+
+@dataclass(slots=True)
+class Call:
+    """One call's facts, for its handler: metadata (lower-case keys, text values), the caller
+    once authenticated, when it started, and the variant that answered (for the metrics)."""
+
+    method: str
+    metadata: dict[str, str]
+    started: float
+    caller: str | None = None
+    variant: tuple[str, str] = metrics.NO_VARIANT
+    trailing: tuple[tuple[str, str], ...] = ()
+
+
+Handler = Callable[[Any, Call], Awaitable[Any]]
+
+
+def peer_address(peer: str) -> str:
+    """The host of a gRPC peer string (`ipv4:127.0.0.1:5000`, `ipv6:[::1]:5000`)."""
+    kind, _, rest = peer.partition(":")
+    if kind == "ipv6" and rest.startswith("["):
+        return rest[1 : rest.find("]")]
+    if kind == "ipv4":
+        return rest.rsplit(":", 1)[0]
+    return rest or "unknown"
+
+
+class CallGuard:
+    """Wraps each method's handler in what its route policy says it needs."""
+
+    def __init__(self, services: Services) -> None:
+        settings = services.settings
+        self._authenticator = services.authenticator
+        self._limiter = services.limiter
+        self._failures = services.failed_credentials
+        self._in_flight = services.in_flight
+        self._max_concurrent = settings.max_concurrent_requests
+        self._timeout = settings.request_timeout_seconds
+
+    def wrap(
+        self, method: str, handler: Handler
+    ) -> Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]:
+        policy = policy_for(method)
+        scope = policy.scope
+        traffic = policy.traffic
+
+        async def guarded(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            metadata = {
+                key.lower(): value
+                for key, value in context.invocation_metadata() or ()
+                if isinstance(value, str)
+            }
+            request_id = accept_or_generate(metadata.get(REQUEST_ID_KEY))
+            token = current_request_id.set(request_id)
+            call = Call(method, metadata, time.perf_counter())
+            failure: ServingError | None = None
+            status = 200
+            try:
+                if scope is not None:
+                    await self._admit(call, scope, context.peer())
+                if traffic:
+                    response = await self._admitted(handler, request, call)
+                else:
+                    response = await handler(request, call)
+            except ServingError as error:
+                failure, status = error, error.status_code
+            except Exception:
+                logger.exception("unhandled error on gRPC %s", method)
+                failure, status = InternalError(), 500
+            finally:
+                current_request_id.reset(token)
+                if traffic:
+                    reason = failure.error_code if failure is not None else None
+                    metrics.record_request(
+                        method, time.perf_counter() - call.started, status, reason, call.variant
+                    )
+            trailing = ((REQUEST_ID_KEY, request_id), *call.trailing)
+            if failure is None:
+                context.set_trailing_metadata(trailing)
+                return response
+            code = STATUS_CODES.get(failure.status_code, grpc.StatusCode.INTERNAL)
+            await context.abort(code, failure.message, trailing_metadata=trailing)
+            return None  # abort raises; this line only satisfies the type checker
+
+        return guarded
+
+    async def _admit(self, call: Call, scope: str, peer: str) -> None:
+        authenticator = self._authenticator
+        if authenticator is not None:
+            address = peer_address(peer)
+            if self._failures is not None:
+                blocked = self._failures.blocked(address)
+                if blocked is not None:
+                    raise TooManyFailures(blocked)
+            try:
+                principal = authenticator.authenticate(call.metadata)
+            except Unauthenticated:
+                if self._failures is not None:
+                    blocked = await self._failures.record_failure(address)
+                    if blocked is not None:
+                        raise TooManyFailures(blocked) from None
+                raise
+            authorize(principal, scope)
+            call.caller = principal.name
+            key = principal.name
+        else:
+            key = f"address:{peer_address(peer)}"
+        if self._limiter is not None and scope != "metrics":
+            decision = await self._limiter.acquire(key)
+            if not decision.allowed:
+                raise RateLimited(decision.retry_after)
+
+    async def _admitted(self, handler: Handler, request: Any, call: Call) -> Any:
+        in_flight = self._in_flight
+        if in_flight.count >= self._max_concurrent:
+            raise Overloaded()
+        in_flight.count += 1
+        metrics.IN_FLIGHT.inc()
+        try:
+            async with asyncio.timeout(self._timeout):
+                return await handler(request, call)
+        except TimeoutError:
+            raise RequestTimeout(f"no answer within {self._timeout:g} s") from None
+        finally:
+            in_flight.count -= 1
+            metrics.IN_FLIGHT.dec()

@@ -1,0 +1,181 @@
+"""Real Open Inference Protocol clients against a real server process with GRPC_PORT set:
+tritonclient's HTTP and gRPC clients get the same answers as /invocations for the whole dataset,
+in both input layouts, FP64 and FP32, JSON and binary tensors; gRPC health checking and
+reflection answer; gRPC failures carry the protocol's status codes and our messages; gRPC calls
+are counted under protocol="grpc"."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import grpc
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+import tritonclient.grpc as triton_grpc
+import tritonclient.http as triton_http
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from tritonclient.utils import InferenceServerException
+
+from registry_scripts.dataset import load_frame
+from registry_scripts.processes import ServerProcess, api_process, free_port
+from tests.server.metrics_text import counted
+
+NAME = "breast-cancer-classifier"
+PROBABILITIES = ("probability_malignant", "probability_benign")
+
+
+@pytest.fixture(scope="module")
+def grpc_server(
+    base_env: dict[str, str], champion_uri: str, tmp_path_factory
+) -> Iterator[tuple[ServerProcess, int]]:
+    log = tmp_path_factory.mktemp("oip") / "api.log"
+    port = free_port()
+    with api_process(
+        base_env, log, MODEL_URI=champion_uri, MAX_BATCH_SIZE="1000", GRPC_PORT=str(port)
+    ) as server:
+        yield server, port
+
+
+@pytest.fixture(scope="module")
+def frame() -> pd.DataFrame:
+    return load_frame()[0]
+
+
+def _expected(server: ServerProcess, frame: pd.DataFrame) -> dict[str, list[Any]]:
+    body = {"dataframe_split": {"columns": list(frame.columns), "data": frame.to_numpy().tolist()}}
+    rows = httpx.post(f"{server.url}/invocations", json=body, timeout=30).json()["predictions"]
+    return {name: [row[name] for row in rows] for name in ("prediction", "label", *PROBABILITIES)}
+
+
+def _inputs(module: Any, frame: pd.DataFrame, dtype: str, layout: str, binary: bool) -> list[Any]:
+    datatype = {"float64": "FP64", "float32": "FP32"}[dtype]
+    values = frame.to_numpy(dtype=dtype)
+    kwargs = {"binary_data": binary} if module is triton_http else {}
+    if layout == "matrix":
+        tensor = module.InferInput("input-0", list(values.shape), datatype)
+        tensor.set_data_from_numpy(values, **kwargs)
+        return [tensor]
+    tensors = []
+    for position, name in enumerate(frame.columns):
+        column = np.ascontiguousarray(values[:, position : position + 1])
+        tensor = module.InferInput(name, list(column.shape), datatype)
+        tensor.set_data_from_numpy(column, **kwargs)
+        tensors.append(tensor)
+    return tensors
+
+
+def _answers(result: Any) -> dict[str, list[Any]]:
+    out = {name: result.as_numpy(name).reshape(-1).tolist() for name in ("prediction", *PROBABILITIES)}
+    out["label"] = [
+        v.decode() if isinstance(v, bytes) else v for v in result.as_numpy("label").reshape(-1).tolist()
+    ]
+    return out
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("layout", ["columns", "matrix"])
+@pytest.mark.parametrize("binary", [True, False], ids=["binary", "json"])
+def test_tritonclient_http_answers_as_invocations(
+    grpc_server, frame, dtype: str, layout: str, binary: bool
+) -> None:
+    server, _ = grpc_server
+    expected = _expected(server, frame.astype(dtype).astype("float64"))
+    client = triton_http.InferenceServerClient(url=f"127.0.0.1:{server.port}")
+    outputs = [
+        triton_http.InferRequestedOutput(n, binary_data=binary)
+        for n in ("prediction", "label", *PROBABILITIES)
+    ]
+    result = client.infer(NAME, _inputs(triton_http, frame, dtype, layout, binary), outputs=outputs)
+    assert _answers(result) == expected
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("layout", ["columns", "matrix"])
+def test_tritonclient_grpc_answers_as_invocations(grpc_server, frame, dtype: str, layout: str) -> None:
+    server, port = grpc_server
+    expected = _expected(server, frame.astype(dtype).astype("float64"))
+    client = triton_grpc.InferenceServerClient(url=f"127.0.0.1:{port}")
+    result = client.infer(NAME, _inputs(triton_grpc, frame, dtype, layout, binary=True))
+    assert _answers(result) == expected
+
+
+def test_status_and_metadata_over_both_transports(grpc_server, champion_version: str) -> None:
+    server, port = grpc_server
+    http_client = triton_http.InferenceServerClient(url=f"127.0.0.1:{server.port}")
+    grpc_client = triton_grpc.InferenceServerClient(url=f"127.0.0.1:{port}")
+    for client in (http_client, grpc_client):
+        assert client.is_server_live()
+        assert client.is_server_ready()
+        assert client.is_model_ready(NAME)
+        assert client.is_model_ready(NAME, champion_version)
+    metadata = http_client.get_model_metadata(NAME)
+    grpc_metadata = grpc_client.get_model_metadata(NAME, as_json=True)
+    assert metadata["versions"] == grpc_metadata["versions"] == [champion_version]
+    assert [i["name"] for i in metadata["inputs"]] == [i["name"] for i in grpc_metadata["inputs"]]
+    assert [o["name"] for o in grpc_metadata["outputs"]] == ["prediction", "label", *PROBABILITIES]
+    assert grpc_client.get_server_metadata(as_json=True)["extensions"] == ["binary_tensor_data"]
+
+
+def test_grpc_errors_carry_status_codes_and_our_messages(grpc_server, frame) -> None:
+    _, port = grpc_server
+    client = triton_grpc.InferenceServerClient(url=f"127.0.0.1:{port}")
+    inputs = _inputs(triton_grpc, frame.iloc[:3], "float64", "matrix", binary=True)
+    with pytest.raises(InferenceServerException) as unknown:
+        client.infer("another-model", inputs)
+    assert unknown.value.status() == "StatusCode.NOT_FOUND"
+    assert unknown.value.message() == f"no model of that name is served here; this server serves {NAME}"
+    bad = frame.iloc[:3].to_numpy().copy()
+    bad[2, 4] = np.inf
+    tensor = triton_grpc.InferInput("input-0", list(bad.shape), "FP64")
+    tensor.set_data_from_numpy(bad)
+    with pytest.raises(InferenceServerException) as invalid:
+        client.infer(NAME, [tensor])
+    assert invalid.value.status() == "StatusCode.INVALID_ARGUMENT"
+    assert invalid.value.message() == "input at position 0, row 2: must be a finite number"
+    with pytest.raises(InferenceServerException) as version:
+        client.is_model_ready(NAME, "999999")
+    assert version.value.status() == "StatusCode.NOT_FOUND"
+    http_client = triton_http.InferenceServerClient(url=f"127.0.0.1:{grpc_server[0].port}")
+    assert not http_client.is_model_ready(NAME, "999999")
+
+
+def test_grpc_health_and_reflection(grpc_server) -> None:
+    _, port = grpc_server
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        for service in ("", "inference.GRPCInferenceService"):
+            answer = health.Check(health_pb2.HealthCheckRequest(service=service), timeout=10)
+            assert answer.status == health_pb2.HealthCheckResponse.SERVING
+        reflection = reflection_pb2_grpc.ServerReflectionStub(channel)
+        requests = iter([reflection_pb2.ServerReflectionRequest(list_services="")])
+        (listing,) = list(reflection.ServerReflectionInfo(requests, timeout=10))
+        names = {s.name for s in listing.list_services_response.service}
+        assert {"inference.GRPCInferenceService", "grpc.health.v1.Health"} <= names
+        requests = iter(
+            [reflection_pb2.ServerReflectionRequest(file_containing_symbol="inference.ModelInferRequest")]
+        )
+        (described,) = list(reflection.ServerReflectionInfo(requests, timeout=10))
+        assert described.file_descriptor_response.file_descriptor_proto
+
+
+def test_grpc_calls_are_counted_under_their_protocol(grpc_server, frame) -> None:
+    server, port = grpc_server
+    method = "/inference.GRPCInferenceService/ModelInfer"
+    before = httpx.get(f"{server.url}/metrics").text
+    client = triton_grpc.InferenceServerClient(url=f"127.0.0.1:{port}")
+    client.infer(NAME, _inputs(triton_grpc, frame.iloc[:2], "float64", "matrix", binary=True))
+    with pytest.raises(InferenceServerException):
+        client.infer("another-model", _inputs(triton_grpc, frame.iloc[:2], "float64", "matrix", binary=True))
+    after = httpx.get(f"{server.url}/metrics").text
+    labels = {"endpoint": method, "protocol": "grpc"}
+
+    def delta(metric: str, **more: str) -> float:
+        return counted(after, metric, **labels, **more) - counted(before, metric, **labels, **more)
+
+    assert delta("prediction_requests_total", variant="champion") == 1
+    assert delta("prediction_requests_total", variant="none") == 1  # refused before a variant was chosen
+    assert delta("prediction_requests_failed_total", variant="none", reason="NOT_FOUND") == 1
