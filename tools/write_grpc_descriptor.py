@@ -32,7 +32,8 @@ def render() -> str:
     """The module's text, from the .proto compiled by grpcio-tools' bundled protoc."""
     with tempfile.TemporaryDirectory() as folder:
         out = Path(folder) / "set.bin"
-        status = protoc.main(["protoc", f"-I{PROTO_DIR}", f"--descriptor_set_out={out}", str(PROTO_DIR / PROTO)])
+        arguments = ["protoc", f"-I{PROTO_DIR}", f"--descriptor_set_out={out}", str(PROTO_DIR / PROTO)]
+        status = protoc.main(arguments)
         if status != 0:
             raise SystemExit(f"protoc failed with status {status}")
         files = descriptor_pb2.FileDescriptorSet.FromString(out.read_bytes()).file

@@ -282,14 +282,16 @@ def test_shape_errors(client: TestClient, dataset: pd.DataFrame) -> None:
     status, body = _error(client, request)
     assert status == 422
     assert body == {
-        "error": "input at position 7 is not a feature of this model: with one input per feature, every input is named by the signature"
+        "error": "input at position 7 is not a feature of this model: with one input "
+        "per feature, every input is named by the signature"
     }
     request = matrix_request(dataset.iloc[:3])
     request["inputs"][0]["shape"] = [3, 10, 3]
     assert _error(client, request) == (
         422,
         {
-            "error": "input at position 0: a single input must have shape [N, 30] (one column per feature, in signature order), not [3, 10, 3]"
+            "error": "input at position 0: a single input must have shape [N, 30] (one "
+            "column per feature, in signature order), not [3, 10, 3]"
         },
     )
 
@@ -300,12 +302,14 @@ def test_body_errors(client: TestClient, dataset: pd.DataFrame) -> None:
     assert _error(client, request) == (422, {"error": "input at position 3, data[1]: values must be numbers"})
     request["inputs"][3]["data"][1] = ["secret text"]
     status, body = _error(client, request)
-    assert status == 422 and "secret" not in body["error"]
+    assert status == 422
+    assert "secret" not in body["error"]
     assert _error(client, b"{not json") == (400, {"error": "the request body is not valid JSON"})
     assert _error(client, {"inputs": 5}) == (
         422,
         {
-            "error": "the request does not follow the Open Inference Protocol: Expected `array`, got `int` - at `$.inputs`"
+            "error": "the request does not follow the Open Inference Protocol: "
+            "Expected `array`, got `int` - at `$.inputs`"
         },
     )
     assert _error(client, {"inputs": []}) == (422, {"error": "the request holds no inputs"})
@@ -314,7 +318,8 @@ def test_body_errors(client: TestClient, dataset: pd.DataFrame) -> None:
     assert _error(client, request) == (
         422,
         {
-            "error": "input at position 0: unknown datatype; the protocol's numeric types are UINT8, UINT16, UINT32, UINT64, INT8, INT16, INT32, INT64, FP16, FP32, FP64"
+            "error": "input at position 0: unknown datatype; the protocol's numeric types are UINT8, "
+            "UINT16, UINT32, UINT64, INT8, INT16, INT32, INT64, FP16, FP32, FP64"
         },
     )
     request = matrix_request(dataset.iloc[:2])
@@ -322,7 +327,8 @@ def test_body_errors(client: TestClient, dataset: pd.DataFrame) -> None:
     assert _error(client, request) == (
         422,
         {
-            "error": "output at position 1 is not one of this model's outputs (prediction, label, probability_malignant, probability_benign)"
+            "error": "output at position 1 is not one of this model's outputs (prediction, "
+            "label, probability_malignant, probability_benign)"
         },
     )
     status, body = _error(client, matrix_request(dataset.iloc[:51]))
@@ -336,7 +342,8 @@ def test_binary_errors(client: TestClient, dataset: pd.DataFrame) -> None:
     assert _error(client, body, headers={"Inference-Header-Content-Length": str(len(body) + 1)}) == (
         400,
         {
-            "error": f"the inference-header-content-length header must be the JSON header's length in bytes, at most the body's {len(body)}"
+            "error": f"the inference-header-content-length header must be the JSON "
+            f"header's length in bytes, at most the body's {len(body)}"
         },
     )
     assert _error(client, body + b"\0", headers={"Inference-Header-Content-Length": str(length)}) == (
@@ -415,5 +422,6 @@ def test_inference_is_counted_under_the_route_template(client: TestClient, datas
     client.post(INFER, json=matrix_request(dataset.iloc[:1]))
     client.post("/v2/models/some-other-name/infer", json={})
     text = client.get("/metrics").text
-    assert 'prediction_requests_total{endpoint="/v2/models/{name}/infer",protocol="http",variant="champion"' in text
+    series = 'prediction_requests_total{endpoint="/v2/models/{name}/infer",protocol="http",variant="champion"'
+    assert series in text
     assert "some-other-name" not in text

@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 from server.edge.fast_lane import ServingApp
 from server.edge.route_policy import (
     FAST_LANE_PATHS,
-    ROUTES,
+    HTTP_PATHS,
     TRAFFIC_PATHS,
     policy_for,
     required_scope,
@@ -26,8 +26,9 @@ def test_the_prediction_routes_are_traffic_and_take_the_fast_lane() -> None:
         "/v2/models/{name}/infer",
         "/v2/models/{name}/versions/{version}/infer",
         "/v1/models/{name}:predict",
+        "/inference.GRPCInferenceService/ModelInfer",
     }
-    assert set(TRAFFIC_PATHS) == FAST_LANE_PATHS
+    assert {path for path in TRAFFIC_PATHS if not policy_for(path).grpc} == FAST_LANE_PATHS
 
 
 @pytest.mark.parametrize(
@@ -68,12 +69,13 @@ def test_the_app_sends_exactly_the_tables_paths_down_the_fast_lane(app: ServingA
 
 
 def test_every_path_the_table_names_is_served(client: TestClient, loaded_champion: LoadedModel) -> None:
-    """A GET finds each (405 for the POST-only ones): no entry names a path that does not exist.
-    Templates are asked with the served model's name and version."""
+    """A GET finds each HTTP path (405 for the POST-only ones): no entry names a path that does not
+    exist. Templates are asked with the served model's name and version; gRPC methods are
+    `tests/e2e/test_open_inference_clients.py`'s."""
     source = loaded_champion.source
     paths = [
         path.replace("{name}", source.name or "").replace("{version}", source.version or "")
-        for path in ROUTES
+        for path in HTTP_PATHS
     ]
     unserved = [path for path in paths if client.get(path).status_code == 404]
     assert unserved == []
