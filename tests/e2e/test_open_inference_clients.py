@@ -179,3 +179,30 @@ def test_grpc_calls_are_counted_under_their_protocol(grpc_server, frame) -> None
     assert delta("prediction_requests_total", variant="champion") == 1
     assert delta("prediction_requests_total", variant="none") == 1  # refused before a variant was chosen
     assert delta("prediction_requests_failed_total", variant="none", reason="NOT_FOUND") == 1
+
+
+def test_grpc_messages_over_max_body_bytes_are_refused(grpc_server) -> None:
+    _, port = grpc_server
+    client = triton_grpc.InferenceServerClient(url=f"127.0.0.1:{port}")
+    huge = np.zeros((50_000, 30))  # 12 MB of FP64, over the default MAX_BODY_BYTES (10 MiB)
+    tensor = triton_grpc.InferInput("input-0", list(huge.shape), "FP64")
+    tensor.set_data_from_numpy(huge)
+    with pytest.raises(InferenceServerException) as refused:
+        client.infer(NAME, [tensor])
+    assert refused.value.status() == "StatusCode.RESOURCE_EXHAUSTED"
+
+
+def test_grpc_calls_share_the_rate_limit(
+    base_env: dict[str, str], champion_uri: str, tmp_path, frame
+) -> None:
+    port = free_port()
+    settings = {"GRPC_PORT": str(port), "RATE_LIMIT_PER_SECOND": "0.01", "RATE_LIMIT_BURST": "2"}
+    with api_process(base_env, tmp_path / "api.log", MODEL_URI=champion_uri, **settings):
+        client = triton_grpc.InferenceServerClient(url=f"127.0.0.1:{port}")
+        inputs = _inputs(triton_grpc, frame.iloc[:1], "float64", "matrix", binary=True)
+        client.infer(NAME, inputs)
+        client.infer(NAME, inputs)
+        with pytest.raises(InferenceServerException) as limited:
+            client.infer(NAME, inputs)
+        assert limited.value.status() == "StatusCode.RESOURCE_EXHAUSTED"
+        assert limited.value.message() == "rate limit reached; retry in 100 s"

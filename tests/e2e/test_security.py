@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import grpc
 import httpx
 import jwt
 import mlflow
@@ -29,6 +30,7 @@ import psutil
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from mlflow import MlflowClient
@@ -40,6 +42,7 @@ from sklearn.preprocessing import FunctionTransformer
 from registry_scripts.dataset import load_frame
 from registry_scripts.processes import ServerProcess, api_process, free_port
 from server.edge.credentials import digest
+from server.grpc import messages
 from server.live.webhooks import DELIVERY_ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from server.observe.prediction_log.writer import WRITER_MODULE
 from tests.helpers import wait_for
@@ -62,6 +65,7 @@ class Production:
     jwt_key: str
     webhook_secret: str
     folder: Path
+    grpc_port: int
 
     @property
     def url(self) -> str:
@@ -105,14 +109,16 @@ def production(
     # comes from 127.0.0.1, and the property tests send many bad ones on purpose.
     # Two workers, as the compose and Kubernetes examples run it.
     folder = tmp_path_factory.mktemp("production")
+    grpc_port = free_port()
     settings, keys = production_settings(
         MODEL_URI=champion_uri,
         AUTH_FAILURES_PER_MINUTE="0",
         WORKERS="2",
         PREDICTION_LOG_URL=f"sqlite:///{folder / 'predictions.db'}",
+        GRPC_PORT=str(grpc_port),
     )
     with api_process(base_env, folder / "api.log", **settings) as server:
-        yield Production(server, keys["reader"], keys["ops"], keys["jwt"], keys["webhook"], folder)
+        yield Production(server, keys["reader"], keys["ops"], keys["jwt"], keys["webhook"], folder, grpc_port)
 
 
 @pytest.fixture
@@ -197,6 +203,12 @@ ROUTES = [
     ("GET", "/model/variants", "predict"),
     ("GET", "/model/drift", "predict"),
     ("GET", "/predictions", "admin"),
+    ("GET", "/v2", "predict"),
+    ("GET", "/v2/models/breast-cancer-classifier", "predict"),
+    ("GET", "/v2/models/breast-cancer-classifier/ready", "predict"),
+    ("POST", "/v2/models/breast-cancer-classifier/infer", "predict"),
+    ("GET", "/v1/models/breast-cancer-classifier", "predict"),
+    ("POST", "/v1/models/breast-cancer-classifier:predict", "predict"),
     ("POST", "/model/reload", "admin"),
     ("PUT", "/model/variants", "admin"),
     ("GET", "/metrics", "metrics"),
@@ -242,7 +254,9 @@ def test_the_log_names_the_caller_by_its_key_name_never_its_credential(
     assert digest(production.reader_key).encode() not in stored
 
 
-@pytest.mark.parametrize("path", ["/health", "/ping", "/docs", "/redoc", "/openapi.json"])
+@pytest.mark.parametrize(
+    "path", ["/health", "/ping", "/docs", "/redoc", "/openapi.json", "/v2/health/live", "/v2/health/ready"]
+)
 def test_probes_and_docs_stay_open(http: httpx.Client, path: str) -> None:
     assert http.get(path).status_code == 200
 
@@ -801,3 +815,92 @@ def test_a_failing_prediction_log_puts_neither_its_password_nor_features_in_the_
     assert "cannot be prepared yet" in log
     assert password not in log
     assert str(sentinel) not in log
+
+
+# "Who may call what" over gRPC: the same credentials (metadata), the same scopes, probes open.
+
+GRPC_METHOD = "/inference.GRPCInferenceService/{}"
+
+
+def _grpc_call(production: Production, method: str, request: Any, metadata: tuple = ()) -> tuple[Any, Any]:
+    """One unary call to the production server's gRPC port: (response, call) or raises grpc.RpcError."""
+    request_class, response_class = messages.METHODS[method]
+    with grpc.insecure_channel(f"127.0.0.1:{production.grpc_port}") as channel:
+        stub = channel.unary_unary(
+            GRPC_METHOD.format(method),
+            request_serializer=request_class.SerializeToString,
+            response_deserializer=response_class.FromString,
+        )
+        return stub.with_call(request, metadata=metadata, timeout=30)
+
+
+def _infer_request() -> Any:
+    request = messages.ModelInferRequest(model_name="breast-cancer-classifier")
+    tensor = request.inputs.add(name="input-0", datatype="FP64", shape=[1, len(NAMES)])
+    tensor.contents.fp64_contents.extend(ROW.values())
+    return request
+
+
+@pytest.mark.parametrize("method", ["ModelInfer", "ModelMetadata", "ModelReady", "ServerMetadata"])
+def test_grpc_methods_need_the_predict_scope(production: Production, method: str) -> None:
+    request = (
+        _infer_request()
+        if method == "ModelInfer"
+        else messages.METHODS[method][0](
+            **({} if method == "ServerMetadata" else {"name": "breast-cancer-classifier"})
+        )
+    )
+    for metadata in ((), (("x-api-key", "not-a-key"),), (("authorization", "Bearer not-a-key"),)):
+        with pytest.raises(grpc.RpcError) as refused:
+            _grpc_call(production, method, request, metadata)
+        assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    for metadata in (
+        (("x-api-key", production.reader_key),),
+        (("authorization", f"Bearer {production.ops_key}"),),
+    ):
+        _grpc_call(production, method, request, metadata)
+
+
+def test_grpc_probes_stay_open(production: Production) -> None:
+    assert _grpc_call(production, "ServerLive", messages.ServerLiveRequest())[0].live
+    assert _grpc_call(production, "ServerReady", messages.ServerReadyRequest())[0].ready
+    with grpc.insecure_channel(f"127.0.0.1:{production.grpc_port}") as channel:
+        answer = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10)
+    assert answer.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_grpc_answers_carry_the_request_id_and_version_and_are_logged_by_key_name(
+    production: Production, http: httpx.Client, champion_version: str
+) -> None:
+    request_id = f"grpc-{secrets.token_hex(6)}"
+    metadata = (("x-api-key", production.reader_key), ("x-request-id", request_id))
+    response, call = _grpc_call(production, "ModelInfer", _infer_request(), metadata)
+    trailing = dict(call.trailing_metadata())
+    assert trailing["x-request-id"] == request_id
+    assert trailing["x-model-version"] == champion_version
+    assert trailing["x-model-variant"] == "champion"
+    assert response.model_version == champion_version
+    query = {"request_id": request_id}
+
+    def logged() -> list[dict[str, object]]:
+        return http.get("/predictions", params=query, headers=production.ops()).json()["predictions"]
+
+    wait_for(lambda: len(logged()) == 1, timeout=30, what="the logged gRPC prediction")
+    (row,) = logged()
+    assert row["caller"] == "reader"
+    assert row["route"] == GRPC_METHOD.format("ModelInfer")
+
+
+def test_every_worker_serves_grpc(production: Production) -> None:
+    """WORKERS=2: each worker listens on GRPC_PORT itself (SO_REUSEPORT), as on the HTTP port."""
+    assert production.server.process is not None
+    workers = psutil.Process(production.server.process.pid).children()
+    listening = [
+        process.pid
+        for process in workers
+        if any(
+            c.status == psutil.CONN_LISTEN and c.laddr.port == production.grpc_port
+            for c in process.net_connections("tcp")
+        )
+    ]
+    assert len(listening) == 2

@@ -29,6 +29,8 @@ ALLOWED: dict[str, set[str]] = {
     "edge": {"errors", "observe", "settings"},
     "observe": set(),
     "process": {"edge", "observe", "settings"},
+    # gRPC endpoints are routes over another transport: they record answers as routes do.
+    "grpc": {"codecs", "inference", "live", "errors", "edge", "observe", "routes", "services"},
 }
 
 
