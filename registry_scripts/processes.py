@@ -237,3 +237,53 @@ def mlflow_scoring_process(env: dict[str, str], model_uri: str, log_path: Path) 
         str(port),
     ]
     return ServerProcess(command, env, port, "/ping", log_path)
+
+
+# MLServer with its MLflow runtime, in a venv of its own (`make mlserver`): the Open Inference
+# Protocol peer of the differential test and `make bench`.
+MLSERVER_VENV = Path(__file__).resolve().parent.parent / ".mlserver"
+
+
+def mlserver_process(
+    env: dict[str, str], model_dir: Path, name: str, folder: Path, log_path: Path
+) -> tuple[ServerProcess, int]:
+    """`mlserver start` serving the MLflow model directory `model_dir` as `name`, one worker, on
+    free HTTP and gRPC ports; returns the process (ready when /v2/health/ready answers 200) and
+    its gRPC port. Its PYTHONPATH reaches this repository's `model_wrapper`, which our pyfunc
+    models load, and nothing else of it."""
+    import json
+
+    python = MLSERVER_VENV / "bin" / "python"
+    if not python.exists():
+        raise RuntimeError(f"MLServer is not installed in {MLSERVER_VENV}: run `make mlserver`")
+    http_port, grpc_port, metrics_port = free_port(), free_port(), free_port()
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "settings.json").write_text(
+        json.dumps(
+            {
+                "http_port": http_port,
+                "grpc_port": grpc_port,
+                "metrics_port": metrics_port,
+                "host": "127.0.0.1",
+                "parallel_workers": 0,
+                "debug": False,
+            }
+        )
+    )
+    (folder / "model-settings.json").write_text(
+        json.dumps(
+            {
+                "name": name,
+                "implementation": "mlserver_mlflow.MLflowRuntime",
+                "parameters": {"uri": str(model_dir)},
+            }
+        )
+    )
+    repository = str(Path(__file__).resolve().parent.parent)
+    mlserver_env = {
+        **{k: v for k, v in env.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))},
+        "PYTHONPATH": repository,
+        "PATH": f"{python.parent}:{env.get('PATH', '')}",
+    }
+    command = [str(python.parent / "mlserver"), "start", str(folder)]
+    return ServerProcess(command, mlserver_env, http_port, "/v2/health/ready", log_path), grpc_port
