@@ -187,7 +187,7 @@ class TensorLayout:
             shown = ", ".join(missing[:10]) + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
             raise _refuse(f"missing input{'s' if len(missing) > 1 else ''}: {shown}", field=missing[0])
         assert rows is not None
-        fast = _json_columns(inputs, self._positions, rows)
+        fast = _fp64_columns(inputs, self._positions, rows)
         if fast is not None:
             return fast
         out = np.empty((rows, self.width), dtype=np.float64)
@@ -210,15 +210,17 @@ class TensorLayout:
         raise _refuse(f"{label}: holds {shape[0]} rows where the inputs before it hold {rows}")
 
 
-def _json_columns(inputs: Sequence[InputTensor], positions: dict[str, int], rows: int) -> np.ndarray | None:
-    """The rows of one FP64 JSON input per feature, made in one array and checked in one pass:
-    the common request, which would otherwise cost a dozen numpy calls per feature. None when
-    the inputs are anything else, or anything is wrong (the per-input path then says what)."""
+def _fp64_columns(inputs: Sequence[InputTensor], positions: dict[str, int], rows: int) -> np.ndarray | None:
+    """The rows of one FP64 input per feature (JSON's lists, typed gRPC contents, raw float64
+    bytes), made in one array and checked in one pass: the common request, which would otherwise
+    cost a dozen numpy calls per feature. None when the inputs are anything else, or anything is
+    wrong (the per-input path then says what)."""
     ordered: list[Any] = [None] * len(positions)
     for tensor in inputs:
-        if tensor.datatype != FEATURE_DATATYPE or type(tensor.values) is not list:
+        values = tensor.values
+        if tensor.datatype != FEATURE_DATATYPE or not (type(values) is list or values.dtype == np.float64):
             return None
-        ordered[positions[tensor.name]] = tensor.values
+        ordered[positions[tensor.name]] = values
     try:
         columns = np.array(ordered, dtype=np.float64)
     except (TypeError, ValueError):  # flat beside nested, or ragged rows

@@ -8,6 +8,7 @@ otherwise.
 
 from __future__ import annotations
 
+from math import prod
 from typing import Any
 
 import numpy as np
@@ -37,49 +38,57 @@ CONTENTS_FIELD = {
     "FP64": "fp64_contents",
 }
 _OUTPUT_FIELD = {"INT64": "int64_contents", "FP64": "fp64_contents", "BOOL": "bool_contents"}
-_ALL_FIELDS = (*dict.fromkeys(CONTENTS_FIELD.values()), "bool_contents", "bytes_contents")
 
 
 def _invalid(message: str) -> InvalidInput:
     return InvalidInput(message, problems=[Problem(message)])
 
 
+def _label(position: int) -> str:
+    return f"input at position {position}"
+
+
 def decode_request(request: Any) -> tuple[TensorRequest, bool]:
-    """The request's tensors, and whether its inputs came as raw bytes."""
+    """The request's tensors, and whether its inputs came as raw bytes. The loop runs once per
+    input (thirty for one row in the column layout): labels are made for errors only."""
     raw = request.raw_input_contents
     inputs = request.inputs
     if raw and len(raw) != len(inputs):
         raise _invalid(f"raw_input_contents holds {len(raw)} entries for {len(inputs)} inputs; one per input")
     tensors = []
     for position, tensor in enumerate(inputs):
-        label = f"input at position {position}"
-        dtype = datatype_of(tensor.datatype, label)
-        if raw:
-            if tensor.HasField("contents") and any(getattr(tensor.contents, f) for f in _ALL_FIELDS):
-                raise _invalid(f"{label}: holds contents beside raw_input_contents")
-            data = raw[position]
-            if len(data) % dtype.itemsize:
-                raise _invalid(
-                    f"{label}: {len(data)} raw bytes are not a whole number of {tensor.datatype} values"
-                )
-            values = np.frombuffer(data, dtype=dtype)
-        else:
-            values = _typed(tensor, label)
-        shape = check_shape(list(tensor.shape), len(values), label)
+        values = _raw(tensor, raw[position], position) if raw else _typed(tensor, position)
+        shape = tuple(tensor.shape)
+        if (shape and min(shape) < 0) or prod(shape) != len(values):
+            check_shape(shape, len(values), _label(position))  # raises, saying which
         tensors.append(InputTensor(tensor.name, tensor.datatype, shape, values))
     outputs = tuple(output.name for output in request.outputs) or None
     return TensorRequest(tensors, outputs, request.id or None, None), bool(raw)
 
 
-def _typed(tensor: Any, label: str) -> np.ndarray:
+def _raw(tensor: Any, data: bytes, position: int) -> np.ndarray:
+    dtype = datatype_of(tensor.datatype, _label(position))
+    if tensor.HasField("contents") and tensor.contents.ListFields():
+        raise _invalid(f"{_label(position)}: holds contents beside raw_input_contents")
+    if len(data) % dtype.itemsize:
+        raise _invalid(
+            f"{_label(position)}: {len(data)} raw bytes are not a whole number of {tensor.datatype} values"
+        )
+    return np.frombuffer(data, dtype=dtype)
+
+
+def _typed(tensor: Any, position: int) -> list[Any]:
+    """The typed contents as a list (the layout makes every input's into one array at once)."""
     field = CONTENTS_FIELD.get(tensor.datatype)
-    if field is None:  # FP16 has no typed field: it travels raw only
-        raise _invalid(f"{label}: {tensor.datatype} values travel in raw_input_contents only")
+    if field is None:
+        datatype_of(tensor.datatype, _label(position))  # raises for a type no feature takes
+        # FP16 has no typed field: it travels raw only
+        raise _invalid(f"{_label(position)}: {tensor.datatype} values travel in raw_input_contents only")
     contents = tensor.contents
-    others = [f for f in _ALL_FIELDS if f != field and getattr(contents, f)]
-    if others:
-        raise _invalid(f"{label}: {tensor.datatype} values belong in contents.{field}")
-    return np.array(getattr(contents, field), dtype=np.float64)
+    fields = contents.ListFields()
+    if len(fields) > 1 or (fields and fields[0][0].name != field):
+        raise _invalid(f"{_label(position)}: {tensor.datatype} values belong in contents.{field}")
+    return list(getattr(contents, field))
 
 
 def encode_response(
