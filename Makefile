@@ -94,8 +94,9 @@ constraints: $(PY) ## Re-pin constraints.txt from a fresh resolution of setup.cf
 proto: $(INSTALLED) ## Rewrite server/grpc/descriptor.py from server/grpc/open_inference.proto
 	$(PY) tools/write_grpc_descriptor.py
 
-bench: $(INSTALLED) $(MLSERVER) ## Benchmark against `mlflow models serve` and MLServer (needs wrk: apt-get install wrk)
+bench: $(INSTALLED) $(MLSERVER) ## Benchmark against `mlflow models serve` and MLServer (needs wrk and h2load: apt-get install wrk nghttp2-client)
 	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -q wrk; } || { echo "install wrk first: apt-get install wrk"; exit 2; }
+	@command -v h2load >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -q nghttp2-client; } || { echo "install h2load first: apt-get install nghttp2-client"; exit 2; }
 	$(PY) -m bench.run $(BENCH_ARGS)
 
 bench-swap: $(INSTALLED) ## The alias moved every second for a minute under load (needs wrk)

@@ -43,7 +43,9 @@ def check_answers(port: int, message: bytes) -> bytes:
         return call(message, timeout=30)
 
 
-def run_h2load(port: int, message: bytes, *, seconds: float, connections: int, warm_up: float = 1.0) -> LoadResult:
+def run_h2load(
+    port: int, message: bytes, *, seconds: float, connections: int, warm_up: float = 1.0
+) -> LoadResult:
     """h2load for `seconds` (after `warm_up`) against ModelInfer on `port`."""
     with tempfile.TemporaryDirectory() as folder:
         body = Path(folder) / "request.bin"
@@ -65,7 +67,9 @@ def run_h2load(port: int, message: bytes, *, seconds: float, connections: int, w
             f"--log-file={log}",
             f"http://127.0.0.1:{port}{INFER_METHOD}",
         ]
-        output = subprocess.run(command, capture_output=True, text=True, check=True, timeout=seconds + 60).stdout
+        output = subprocess.run(
+            command, capture_output=True, text=True, check=True, timeout=seconds + 60
+        ).stdout
         calls = [line.split("\t") for line in log.read_text().splitlines() if line]
     # Columns: start (µs since the epoch), HTTP status, µs until the end of the response.
     latencies = sorted(int(call[2]) for call in calls)

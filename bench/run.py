@@ -1,4 +1,5 @@
-"""`make bench`: this server against `mlflow models serve` on the same registered model, in one run.
+"""`make bench`: this server against `mlflow models serve` (and, on the Open Inference Protocol,
+MLServer) on the same registered model, in one run.
 
 Starts a real MLflow tracking server, registers the default model (and a random forest, the
 batching showcase, and one model of each runtime: scikit-learn, XGBoost, LightGBM), starts
@@ -34,7 +35,7 @@ import httpx
 import psutil
 from mlflow import MlflowClient
 
-from bench import prediction_log
+from bench import open_inference, prediction_log
 from bench.load import LoadResult, require_wrk, run_wrk
 from model_wrapper import FEATURE_NAMES
 from registry_scripts.dataset import load_frame
@@ -229,7 +230,7 @@ class Bench:
         print(f"  start to ready  {name:<22} median {statistics.median(times):.2f} s  ({each})")
 
 
-SECTIONS = ("startup", "load", "challenger", "prediction-log", "forest", "flavours")
+SECTIONS = ("startup", "load", "open-inference", "challenger", "prediction-log", "forest", "flavours")
 
 
 def run(seconds: float, connections: int, out: Path, only: tuple[str, ...] = SECTIONS) -> Report:
@@ -251,6 +252,8 @@ def run(seconds: float, connections: int, out: Path, only: tuple[str, ...] = SEC
             _startup_section(bench, env, champion_uri, logs)
         if "load" in only:
             _load_section(bench, env, champion_uri, logs)
+        if "open-inference" in only:
+            open_inference.section(bench, env, champion_uri, work)
         if "challenger" in only:
             _challenger_section(bench, env, tracking, champion_uri, logs)
         if "prediction-log" in only:
@@ -582,6 +585,7 @@ def targets(report: Report) -> list[Target]:
     errors = sum(r.result.errors for r in report.rows if r.server.startswith(ours))
     return [
         *_load_targets(report),
+        *open_inference.targets(report, Target),
         *_startup_targets(report),
         *_challenger_targets(report),
         *_prediction_log_targets(report),
