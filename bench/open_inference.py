@@ -43,11 +43,12 @@ def _frame_rows(rows: int) -> list[list[float]]:
 
 
 def rest_body(rows: int) -> dict[str, object]:
+    """One FP64 input per feature, shape [N, 1], its data flat (as tritonclient sends it)."""
     names = list(load_frame()[0].columns)
     data = _frame_rows(rows)
     return {
         "inputs": [
-            {"name": name, "datatype": "FP64", "shape": [rows, 1], "data": [[row[i]] for row in data]}
+            {"name": name, "datatype": "FP64", "shape": [rows, 1], "data": [row[i] for row in data]}
             for i, name in enumerate(names)
         ]
     }

@@ -59,7 +59,7 @@ def _lists(instances: list[Any], layout: TensorLayout, key: str, max_rows: int) 
     except OverflowError:
         raise _invalid(f"a value in `{key}` overflows a double") from None
     tensor = InputTensor(key, "FP64", (len(instances), layout.width), values)
-    return layout.rows([tensor], max_rows)
+    return layout.matrix(tensor, max_rows)
 
 
 def encode_predictions(classes: np.ndarray) -> bytes:

@@ -93,10 +93,36 @@ def input_label(tensor: InputTensor, position: int, feature_names: frozenset[str
     return f"input {tensor.name}" if tensor.name in feature_names else f"input at position {position}"
 
 
+# Bounds on a shape as sent, checked before its dimensions are multiplied: the product of
+# thousands of huge numbers takes seconds (and its message more digits than Python will print).
+# Tabular inputs have one or two dimensions; no request of MAX_BATCH_SIZE rows needs more values
+# in one input than MAX_TENSOR_VALUES.
+MAX_DIMENSIONS = 8
+MAX_TENSOR_VALUES = 1 << 24
+# Values of one input that a codec makes into Python objects (JSON's nested lists, gRPC's typed
+# contents) before the layout counts its rows: MAX_BATCH_SIZE rows of MAX_COLUMNS fit.
+MAX_LISTED_VALUES = 1 << 20
+
+
+def shape_holds(shape: Sequence[int], count: int) -> bool:
+    """Whether `shape` is a bounded list of sizes whose product is `count` (the cheap check the
+    codecs make per input; `check_shape` says what is wrong)."""
+    if len(shape) > MAX_DIMENSIONS:
+        return False
+    if shape and (min(shape) < 0 or max(shape) > MAX_TENSOR_VALUES):
+        return False
+    return prod(shape) == count
+
+
 def check_shape(shape: Sequence[int], count: int, label: str) -> tuple[int, ...]:
-    """The shape, when its dimensions are sizes and hold exactly `count` values."""
+    """The shape, when its dimensions are sizes and hold exactly `count` values; else a refusal
+    that says which rule it breaks."""
+    if len(shape) > MAX_DIMENSIONS:
+        raise _refuse(f"{label}: shape has {len(shape)} dimensions; at most {MAX_DIMENSIONS}")
     if any(dimension < 0 for dimension in shape):
         raise _refuse(f"{label}: shape must hold sizes, not negative numbers")
+    if any(dimension > MAX_TENSOR_VALUES for dimension in shape):
+        raise _refuse(f"{label}: a dimension of its shape is over {MAX_TENSOR_VALUES}")
     if prod(shape) != count:
         raise _refuse(f"{label}: shape {list(shape)} needs {prod(shape)} values, data holds {count}")
     return tuple(shape)
@@ -133,13 +159,14 @@ class TensorLayout:
         if any(tensor.name in self._positions for tensor in inputs):
             return self._columns(inputs, max_rows)
         if len(inputs) == 1:
-            return self._matrix(inputs[0], max_rows)
+            return self.matrix(inputs[0], max_rows)
         raise _refuse(
             f"send one input per feature, named as the model's signature names them "
             f"({self.feature_names[0]} ...), or one [N, {self.width}] input"
         )
 
-    def _matrix(self, tensor: InputTensor, max_rows: int) -> np.ndarray:
+    def matrix(self, tensor: InputTensor, max_rows: int) -> np.ndarray:
+        """The rows of one [N, width] input, whatever its name."""
         label = input_label(tensor, 0, self._names)
         if len(tensor.shape) != 2 or tensor.shape[1] != self.width:
             raise _refuse(
@@ -264,7 +291,10 @@ def _checked(tensor: InputTensor, label: str, *, width: int) -> np.ndarray:
             values = narrowed.astype(np.float64)
     elif raw.dtype.kind == "f":
         info = np.iinfo(dtype)
-        bad = (values != np.floor(values)) | (values < info.min) | (values > info.max)
+        # A 64-bit type's largest value rounds up to 2**63 or 2**64 as a double: that is out of range.
+        upper = float(info.max)
+        too_large = values >= upper if dtype.itemsize == 8 else values > upper
+        bad = (values != np.floor(values)) | (values < info.min) | too_large
         if bad.any():
             raise _value_refusal(label, bad, width, f"must be an integer {tensor.datatype} holds")
     bad = np.abs(values) > FEATURE_LIMIT

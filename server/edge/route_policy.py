@@ -134,13 +134,21 @@ FAST_LANE_PATHS: frozenset[str] = frozenset(path for path, policy in ROUTES.item
 
 
 def policy_for(path: str) -> RoutePolicy:
+    """The policy of an HTTP request for `path` (a gRPC method's path over HTTP is just a path
+    this server does not serve)."""
     policy = ROUTES.get(path)
     if policy is not None:
-        return policy
+        return DEFAULT_POLICY if policy.grpc else policy
     template = route_template(path)
     if template in ROUTES:
         return ROUTES[template]
     return _OIP_DEFAULT if path.startswith(("/v2/", "/v1/")) or path == "/v1" else DEFAULT_POLICY
+
+
+def grpc_policy(method: str) -> RoutePolicy:
+    """The policy of a gRPC method (`/package.Service/Method`); one not in the table needs `predict`."""
+    policy = ROUTES.get(method)
+    return policy if policy is not None and policy.grpc else RoutePolicy(scope="predict", grpc=True)
 
 
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})

@@ -8,18 +8,19 @@ otherwise.
 
 from __future__ import annotations
 
-from math import prod
 from typing import Any
 
 import numpy as np
 
 from server.codecs.tensors import (
+    MAX_LISTED_VALUES,
     InputTensor,
     OutputTensor,
     TensorRequest,
     check_shape,
     datatype_of,
     raw_bytes,
+    shape_holds,
 )
 from server.errors import InvalidInput, Problem
 from server.grpc import messages
@@ -59,7 +60,7 @@ def decode_request(request: Any) -> tuple[TensorRequest, bool]:
     for position, tensor in enumerate(inputs):
         values = _raw(tensor, raw[position], position) if raw else _typed(tensor, position)
         shape = tuple(tensor.shape)
-        if (shape and min(shape) < 0) or prod(shape) != len(values):
+        if not shape_holds(shape, len(values)):
             check_shape(shape, len(values), _label(position))  # raises, saying which
         tensors.append(InputTensor(tensor.name, tensor.datatype, shape, values))
     outputs = tuple(output.name for output in request.outputs) or None
@@ -88,7 +89,10 @@ def _typed(tensor: Any, position: int) -> list[Any]:
     fields = contents.ListFields()
     if len(fields) > 1 or (fields and fields[0][0].name != field):
         raise _invalid(f"{_label(position)}: {tensor.datatype} values belong in contents.{field}")
-    return list(getattr(contents, field))
+    values = getattr(contents, field)
+    if len(values) > MAX_LISTED_VALUES:
+        raise _invalid(f"{_label(position)}: holds more than {MAX_LISTED_VALUES} values")
+    return list(values)
 
 
 def encode_response(

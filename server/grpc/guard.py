@@ -15,20 +15,26 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote
 
 import grpc
+from google.protobuf.message import DecodeError, Message
+from starlette.concurrency import run_in_threadpool
 
+from server.codecs.limits import INLINE_READ_MAX_BYTES
 from server.edge.access import TooManyFailures
 from server.edge.auth import Unauthenticated, authorize
 from server.edge.request_context import accept_or_generate, current_request_id
-from server.edge.route_policy import policy_for
-from server.errors import InternalError, Overloaded, RateLimited, RequestTimeout, ServingError
+from server.edge.route_policy import grpc_policy
+from server.errors import InternalError, MalformedJson, Overloaded, RateLimited, RequestTimeout, ServingError
 from server.observe import metrics
 from server.services import Services
 
 logger = logging.getLogger("server.grpc")
 
 REQUEST_ID_KEY = "x-request-id"
+# What a cancelled call is counted as (nginx's "client closed request").
+CANCELLED_STATUS = 499
 
 # The gRPC status each HTTP status of a `ServingError` becomes.
 STATUS_CODES: dict[int, grpc.StatusCode] = {
@@ -62,12 +68,24 @@ class Call:
 Handler = Callable[[Any, Call], Awaitable[Any]]
 
 
+async def _parse(request_class: type[Message], raw: bytes) -> Any:
+    """The message in `raw`; a large one is parsed off the event loop, as large HTTP bodies are."""
+    try:
+        if len(raw) <= INLINE_READ_MAX_BYTES:
+            return request_class.FromString(raw)
+        return await run_in_threadpool(request_class.FromString, raw)
+    except DecodeError:
+        raise MalformedJson(f"the message is not a valid {request_class.DESCRIPTOR.name}") from None
+
+
 def peer_address(peer: str) -> str:
-    """The host of a gRPC peer string (`ipv4:127.0.0.1:5000`, `ipv6:[::1]:5000`)."""
-    kind, _, rest = peer.partition(":")
-    if kind == "ipv6" and rest.startswith("["):
-        return rest[1 : rest.find("]")]
-    if kind == "ipv4":
+    """The host of a gRPC peer string (`ipv4:127.0.0.1:5000`; `ipv6:%5B::1%5D:5000`, which grpcio
+    percent-encodes), without its port: limits per address must not see a new address per
+    connection."""
+    kind, _, rest = unquote(peer).partition(":")
+    if kind == "ipv6" and rest.startswith("[") and "]" in rest:
+        return rest[1 : rest.index("]")]
+    if kind in ("ipv4", "ipv6"):
         return rest.rsplit(":", 1)[0]
     return rest or "unknown"
 
@@ -85,13 +103,19 @@ class CallGuard:
         self._timeout = settings.request_timeout_seconds
 
     def wrap(
-        self, method: str, handler: Handler
-    ) -> Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]:
-        policy = policy_for(method)
+        self, method: str, handler: Handler, request_class: type[Message]
+    ) -> Callable[[bytes, grpc.aio.ServicerContext], Awaitable[Any]]:
+        """The handler for `method`, taking the message's bytes: they are parsed (as
+        `request_class`) only once the call is admitted, so an unauthenticated caller costs no
+        parse, and a message that is not one is the caller's mistake (INVALID_ARGUMENT)."""
+        policy = grpc_policy(method)
         scope = policy.scope
         traffic = policy.traffic
 
-        async def guarded(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        async def parsed_and_handled(raw: bytes, call: Call) -> Any:
+            return await handler(await _parse(request_class, raw), call)
+
+        async def guarded(request: bytes, context: grpc.aio.ServicerContext) -> Any:
             metadata = {
                 key.lower(): value
                 for key, value in context.invocation_metadata() or ()
@@ -101,23 +125,25 @@ class CallGuard:
             token = current_request_id.set(request_id)
             call = Call(method, metadata, time.perf_counter())
             failure: ServingError | None = None
-            status = 200
+            status, reason = 200, None
             try:
                 if scope is not None:
                     await self._admit(call, scope, context.peer())
                 if traffic:
-                    response = await self._admitted(handler, request, call)
+                    response = await self._admitted(parsed_and_handled, request, call)
                 else:
-                    response = await handler(request, call)
+                    response = await parsed_and_handled(request, call)
             except ServingError as error:
-                failure, status = error, error.status_code
+                failure, status, reason = error, error.status_code, error.error_code
+            except asyncio.CancelledError:  # the client cancelled, or its deadline passed
+                status, reason = CANCELLED_STATUS, "CANCELLED"
+                raise
             except Exception:
                 logger.exception("unhandled error on gRPC %s", method)
-                failure, status = InternalError(), 500
+                failure, status, reason = InternalError(), 500, InternalError.error_code
             finally:
                 current_request_id.reset(token)
                 if traffic:
-                    reason = failure.error_code if failure is not None else None
                     metrics.record_request(
                         method, time.perf_counter() - call.started, status, reason, call.variant
                     )

@@ -90,8 +90,7 @@ def generic_handler(services: Services) -> grpc.GenericRpcHandler:
     for name, (request_class, response_class) in messages.METHODS.items():
         method: Handler = getattr(service, name)
         handlers[name] = grpc.unary_unary_rpc_method_handler(
-            guard.wrap(f"/{GRPC_SERVICE}/{name}", method),
-            request_deserializer=request_class.FromString,
+            guard.wrap(f"/{GRPC_SERVICE}/{name}", method, request_class),  # it parses the bytes
             response_serializer=response_class.SerializeToString,
         )
     return grpc.method_handlers_generic_handler(GRPC_SERVICE, handlers)

@@ -15,6 +15,7 @@ from server.codecs.kserve_v1 import decode_instances, encode_predictions
 from server.codecs.limits import INLINE_CHECK_MAX_BYTES
 from server.codecs.per_model import record_codec
 from server.edge.route_path import route_path
+from server.errors import MethodNotAllowed
 from server.inference.open_inference import layouts_of
 from server.inference.predictor import refuse_unscorable
 from server.routes.answers import answered
@@ -28,7 +29,10 @@ router = APIRouter(prefix="/v1", tags=["kserve v1"])
 @router.get("/models/{name}", summary="Model status", responses=OIP_READ_ERRORS)
 async def model_status(request: Request, services: ServicesDep) -> JSONResponse:
     plane = services.open_inference
-    served = resolve(request, plane, "/v2" + route_path(request.scope)[len("/v1") :])
+    path = route_path(request.scope)
+    if path.endswith(":predict"):  # FastAPI's path parameter takes `NAME:predict` as a name
+        raise MethodNotAllowed("method not allowed here; allowed: POST", headers={"Allow": "POST"})
+    served = resolve(request, plane, "/v2" + path[len("/v1") :])
     return JSONResponse({"name": plane.model_name(served.model), "ready": True})
 
 
@@ -41,7 +45,8 @@ async def model_status(request: Request, services: ServicesDep) -> JSONResponse:
 async def predict(request: Request) -> Response:
     services = services_of(request)
     plane = services.open_inference
-    served = resolve(request, plane, "/v2" + route_path(request.scope)[len("/v1") :])
+    path = route_path(request.scope).removesuffix(":predict")
+    served = resolve(request, plane, "/v2" + path[len("/v1") :])
     model = served.model
     layouts = layouts_of(model)
     require_json(request.headers.get("content-type"))

@@ -34,12 +34,9 @@ _ACCEPTED_MEDIA = ("application/json", "application/octet-stream")
 
 
 def model_reference(path: str) -> tuple[str, str | None]:
-    """(name, version or None) from a path under /v2/models/ or /v1/models/ (already matched by
-    the route policy's templates)."""
-    rest = path[len(_MODELS) :]
-    if rest.endswith(":predict"):
-        rest = rest[: -len(":predict")]
-    parts = rest.split("/")
+    """(name, version or None) from a path under /v2/models/ (already matched by the route
+    policy's templates)."""
+    parts = path[len(_MODELS) :].split("/")
     if len(parts) >= 3 and parts[1] == "versions":
         return parts[0], parts[2]
     return parts[0], None

@@ -255,3 +255,32 @@ def _expected_from_dir(model_dir: str, frame: pd.DataFrame) -> dict[str, list[An
     """What the model directory's own pyfunc predicts for `frame`, in the outputs' shape."""
     predicted = mlflow.pyfunc.load_model(model_dir).predict(frame)
     return {name: predicted[name].tolist() for name in ("prediction", "label", *PROBABILITIES)}
+
+
+def _raw_infer(port: int, payload: bytes) -> grpc.RpcError:
+    """ModelInfer with `payload` as the message's bytes; the error it ends with."""
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        call = channel.unary_unary(
+            "/inference.GRPCInferenceService/ModelInfer", request_serializer=None, response_deserializer=None
+        )
+        with pytest.raises(grpc.RpcError) as failed:
+            call(payload, timeout=30)
+    return failed.value
+
+
+def test_a_message_that_is_no_protobuf_is_the_clients_mistake(grpc_server) -> None:
+    _, port = grpc_server
+    error = _raw_infer(port, b"\xff\xff\xff\xff not a message")
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error.details() == "the message is not a valid ModelInferRequest"
+
+
+def test_typed_contents_are_bounded_before_they_are_read(grpc_server) -> None:
+    _, port = grpc_server
+    count = (1 << 20) + 1
+    request = triton_grpc.service_pb2.ModelInferRequest(model_name=NAME)
+    tensor = request.inputs.add(name="input-0", datatype="FP64", shape=[count])
+    tensor.contents.fp64_contents.extend(np.zeros(count).tolist())
+    error = _raw_infer(port, request.SerializeToString())
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error.details() == "input at position 0: holds more than 1048576 values"

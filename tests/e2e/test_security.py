@@ -861,6 +861,18 @@ def test_grpc_methods_need_the_predict_scope(production: Production, method: str
         _grpc_call(production, method, request, metadata)
 
 
+def test_an_anonymous_grpc_message_is_refused_before_it_is_read(production: Production) -> None:
+    """Credentials first: an anonymous caller's bytes are never parsed (a malformed message is
+    UNAUTHENTICATED, not INVALID_ARGUMENT)."""
+    with grpc.insecure_channel(f"127.0.0.1:{production.grpc_port}") as channel:
+        call = channel.unary_unary(
+            GRPC_METHOD.format("ModelInfer"), request_serializer=None, response_deserializer=None
+        )
+        with pytest.raises(grpc.RpcError) as refused:
+            call(b"\xff\xff not a message", timeout=30)
+    assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
 def test_grpc_probes_stay_open(production: Production) -> None:
     assert _grpc_call(production, "ServerLive", messages.ServerLiveRequest())[0].live
     assert _grpc_call(production, "ServerReady", messages.ServerReadyRequest())[0].ready

@@ -425,3 +425,39 @@ def test_inference_is_counted_under_the_route_template(client: TestClient, datas
     series = 'prediction_requests_total{endpoint="/v2/models/{name}/infer",protocol="http",variant="champion"'
     assert series in text
     assert "some-other-name" not in text
+
+
+@pytest.mark.parametrize(
+    ("datatype", "value"),
+    [
+        ("UINT64", 2.0**64),
+        ("INT64", 2.0**63),
+        ("INT64", -(2.0**63) - 4096),
+        ("UINT8", 256.0),
+        ("INT8", -129.0),
+    ],
+)
+def test_integer_types_refuse_values_past_their_range(
+    client: TestClient, dataset: pd.DataFrame, datatype: str, value: float
+) -> None:
+    request = _one_column_changed(dataset, "feature_4", [1.0, 2.0, value], datatype)
+    assert _error(client, request) == (
+        422,
+        {"error": f"input feature_4, row 2: must be an integer {datatype} holds"},
+    )
+
+
+def test_the_status_route_does_not_answer_the_predict_path(client: TestClient) -> None:
+    response = client.get(f"/v1/models/{NAME}:predict")
+    assert response.status_code == 405
+    assert response.headers["allow"] == "POST"
+    assert response.json() == {"error": "method not allowed here; allowed: POST"}
+
+
+def test_a_grpc_method_path_over_http_is_no_traffic(client: TestClient) -> None:
+    response = client.post("/inference.GRPCInferenceService/ModelInfer", content=b"\x00")
+    assert response.status_code == 404
+    assert (
+        'prediction_requests_total{endpoint="/inference.GRPCInferenceService/ModelInfer",protocol="http"'
+        not in (client.get("/metrics").text)
+    )
