@@ -10,6 +10,8 @@ one error body, with the request id.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
+from dataclasses import dataclass
 
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -29,6 +31,51 @@ async def _refuse(scope: Scope, receive: Receive, send: Send, error: ServingErro
     await error_response(error, route_path(scope))(scope, receive, send)
 
 
+@dataclass(frozen=True)
+class AccessControl:
+    """Credentials, scopes and rate limits, asked the same way by HTTP's `AccessMiddleware` and
+    gRPC's call guard (`server.grpc.guard`)."""
+
+    authenticator: Authenticator | None
+    limiter: Limiter | None
+    failed_credentials: FailedCredentialLimiter | None = None
+
+    async def admit(self, headers: Mapping[str, str], address: str, scope: str) -> str | None:
+        """The authenticated caller's name (None with authentication off), once its credential
+        passes, has `scope`, and its rate limit (by name, else by `address`) has room; raises
+        the refusal otherwise."""
+        name = None
+        if self.authenticator is not None:
+            principal = await self._authenticate(self.authenticator, headers, address)
+            authorize(principal, scope)
+            name = key = principal.name
+        else:
+            key = f"address:{address}"
+        if self.limiter is not None and scope != "metrics":
+            decision = await self.limiter.acquire(key)
+            if not decision.allowed:
+                raise RateLimited(decision.retry_after)
+        return name
+
+    async def _authenticate(
+        self, authenticator: Authenticator, headers: Mapping[str, str], address: str
+    ) -> Principal:
+        """The caller, unless the credential fails or its address failed too often lately."""
+        failures = self.failed_credentials
+        if failures is None:
+            return authenticator.authenticate(headers)
+        blocked = failures.blocked(address)
+        if blocked is not None:
+            raise TooManyFailures(blocked)
+        try:
+            return authenticator.authenticate(headers)
+        except Unauthenticated:
+            blocked = await failures.record_failure(address)
+            if blocked is not None:
+                raise TooManyFailures(blocked) from None
+            raise
+
+
 class AccessMiddleware:
     """Authenticates and rate-limits every request to a route that needs a scope."""
 
@@ -41,54 +88,25 @@ class AccessMiddleware:
         failed_credentials: FailedCredentialLimiter | None = None,
     ) -> None:
         self.app = app
-        self._authenticator = authenticator
-        self._limiter = limiter
-        self._metrics_auth = metrics_auth
-        self._failed_credentials = failed_credentials
+        self._access = AccessControl(authenticator, limiter, failed_credentials)
+        self._metrics_auth = metrics_auth and authenticator is not None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] == "OPTIONS":
             await self.app(scope, receive, send)
             return
-        required = required_scope(
-            route_path(scope), self._metrics_auth and self._authenticator is not None, scope["method"]
-        )
+        required = required_scope(route_path(scope), self._metrics_auth, scope["method"])
         if required is None:
             await self.app(scope, receive, send)
             return
         try:
-            if self._authenticator is not None:
-                principal = await self._authenticate(self._authenticator, scope)
-                authorize(principal, required)
-                caller = principal.name
-                scope.setdefault("state", {})[CALLER_STATE] = caller
-            else:
-                caller = f"address:{client_address(scope)}"
-            if self._limiter is not None and required != "metrics":
-                decision = await self._limiter.acquire(caller)
-                if not decision.allowed:
-                    raise RateLimited(decision.retry_after)
+            caller = await self._access.admit(Headers(scope=scope), client_address(scope), required)
         except ServingError as error:
             await _refuse(scope, receive, send, error)
             return
+        if caller is not None:
+            scope.setdefault("state", {})[CALLER_STATE] = caller
         await self.app(scope, receive, send)
-
-    async def _authenticate(self, authenticator: Authenticator, scope: Scope) -> Principal:
-        """The caller, unless the credential fails or its address failed too often lately."""
-        failures = self._failed_credentials
-        if failures is None:
-            return authenticator.authenticate(Headers(scope=scope))
-        address = client_address(scope)
-        blocked = failures.blocked(address)
-        if blocked is not None:
-            raise TooManyFailures(blocked)
-        try:
-            return authenticator.authenticate(Headers(scope=scope))
-        except Unauthenticated:
-            blocked = await failures.record_failure(address)
-            if blocked is not None:
-                raise TooManyFailures(blocked) from None
-            raise
 
 
 class TooManyFailures(RateLimited):

@@ -22,11 +22,10 @@ from google.protobuf.message import DecodeError, Message
 from starlette.concurrency import run_in_threadpool
 
 from server.codecs.limits import INLINE_READ_MAX_BYTES
-from server.edge.access import TooManyFailures
-from server.edge.auth import Unauthenticated, authorize
+from server.edge.access import AccessControl
 from server.edge.request_context import accept_or_generate, current_request_id
 from server.edge.route_policy import grpc_policy
-from server.errors import InternalError, MalformedJson, Overloaded, RateLimited, RequestTimeout, ServingError
+from server.errors import InternalError, MalformedJson, Overloaded, RequestTimeout, ServingError
 from server.observe import metrics
 from server.services import Services
 
@@ -95,9 +94,7 @@ class CallGuard:
 
     def __init__(self, services: Services) -> None:
         settings = services.settings
-        self._authenticator = services.authenticator
-        self._limiter = services.limiter
-        self._failures = services.failed_credentials
+        self._access = AccessControl(services.authenticator, services.limiter, services.failed_credentials)
         self._in_flight = services.in_flight
         self._max_concurrent = settings.max_concurrent_requests
         self._timeout = settings.request_timeout_seconds
@@ -158,30 +155,7 @@ class CallGuard:
         return guarded
 
     async def _admit(self, call: Call, scope: str, peer: str) -> None:
-        authenticator = self._authenticator
-        if authenticator is not None:
-            address = peer_address(peer)
-            if self._failures is not None:
-                blocked = self._failures.blocked(address)
-                if blocked is not None:
-                    raise TooManyFailures(blocked)
-            try:
-                principal = authenticator.authenticate(call.metadata)
-            except Unauthenticated:
-                if self._failures is not None:
-                    blocked = await self._failures.record_failure(address)
-                    if blocked is not None:
-                        raise TooManyFailures(blocked) from None
-                raise
-            authorize(principal, scope)
-            call.caller = principal.name
-            key = principal.name
-        else:
-            key = f"address:{peer_address(peer)}"
-        if self._limiter is not None and scope != "metrics":
-            decision = await self._limiter.acquire(key)
-            if not decision.allowed:
-                raise RateLimited(decision.retry_after)
+        call.caller = await self._access.admit(call.metadata, peer_address(peer), scope)
 
     async def _admitted(self, handler: Handler, request: Any, call: Call) -> Any:
         in_flight = self._in_flight
