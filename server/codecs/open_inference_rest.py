@@ -87,7 +87,7 @@ def decode_request(body: bytes, header_length: str | None) -> RestRequest:
         request = _decode(header)
     except msgspec.ValidationError as error:
         raise _shape_error(str(error)) from None
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, UnicodeDecodeError):  # a string of invalid UTF-8 is the latter
         raise BadRequest("the request body is not valid JSON", error_code="MALFORMED_REQUEST") from None
     except RecursionError:  # `parameters` nested a thousand levels deep, say
         raise BadRequest(
@@ -132,6 +132,8 @@ def _plain(body: bytes) -> RestRequest | None:
     bracket inside a string only adds to the count. Nested data, whose rows cannot be proven
     alike without a Python step per row, is left to the typed path, as is anything else; that
     path also names every problem."""
+    if body.startswith(b"\xef\xbb\xbf"):  # simdjson skips a byte-order mark; msgspec refuses it
+        return None
     parser = getattr(_parsers, "parser", None) if len(body) <= REUSED_PARSER_MAX_BYTES else None
     if parser is None:
         parser = simdjson.Parser()
@@ -214,6 +216,8 @@ def _plain_request(tensors: list[InputTensor], extras: dict[str, Any]) -> RestRe
     """The request of a plain body, its optional parts held to the typed path's types."""
     request_id, parameters, outputs = extras.get("id"), extras.get("parameters"), extras.get("outputs")
     if request_id is not None and type(request_id) is not str:
+        return None
+    if outputs is not None and type(outputs) is not list:
         return None
     if parameters is not None and type(parameters) is not dict:
         return None

@@ -260,11 +260,18 @@ def _fp64_columns(inputs: Sequence[InputTensor], positions: dict[str, int], rows
     return out
 
 
-def flat_values(tensor: InputTensor, label: str) -> np.ndarray:
-    """The tensor's values as a flat array (JSON's lists made into one)."""
+def flat_values(tensor: InputTensor, label: str, dtype: np.dtype[Any] | None = None) -> np.ndarray:
+    """The tensor's values as a flat array (JSON's lists made into one). Integers (gRPC's typed
+    integer contents) become an array of the integer `dtype` when it holds them, exactly: a
+    double cannot tell 2**63 - 1 from 2**63."""
     values = tensor.values
     if type(values) is not list:
         return values
+    if dtype is not None and dtype.kind in "iu" and values and type(values[0]) is int:
+        try:
+            return np.array(values, dtype=dtype)
+        except (OverflowError, TypeError, ValueError):  # out of the type's range: the float path says where
+            pass
     try:
         return np.array(values, dtype=np.float64).reshape(-1)
     except (TypeError, ValueError):  # rows of different lengths, or numbers among the rows
@@ -275,7 +282,7 @@ def _checked(tensor: InputTensor, label: str, *, width: int) -> np.ndarray:
     """The tensor's values as float64, each one a number its datatype holds, finite, in range.
     `width` values make a row (for the row number in an error)."""
     dtype = datatype_of(tensor.datatype, label)
-    raw = flat_values(tensor, label)
+    raw = flat_values(tensor, label, dtype)
     values = raw.astype(np.float64) if raw.dtype != np.float64 else raw
     if raw.dtype.kind == "f":
         bad = ~np.isfinite(values)

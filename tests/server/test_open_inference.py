@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
+from server.errors import InvalidInput
 from server.live.loaded_model import LoadedModel
 
 NAME = "breast-cancer-classifier"
@@ -461,3 +462,18 @@ def test_a_grpc_method_path_over_http_is_no_traffic(client: TestClient) -> None:
         'prediction_requests_total{endpoint="/inference.GRPCInferenceService/ModelInfer",protocol="http"'
         not in (client.get("/metrics").text)
     )
+
+
+def test_integer_contents_keep_their_exact_values() -> None:
+    """gRPC's typed int64 contents arrive as Python ints: 2**63 - 1 is an INT64, though a double
+    would round it to 2**63."""
+    from server.codecs.tensors import InputTensor, TensorLayout
+
+    layout = TensorLayout([f"f{i}" for i in range(3)])
+    rows = layout.matrix(InputTensor("x", "INT64", (1, 3), [2**63 - 1, -(2**63), 7]), 10)
+    assert rows.tolist() == [[float(2**63 - 1), float(-(2**63)), 7.0]]
+    unsigned = layout.matrix(InputTensor("x", "UINT64", (1, 3), [2**64 - 1, 0, 1]), 10)
+    assert unsigned.tolist() == [[float(2**64 - 1), 0.0, 1.0]]
+    with pytest.raises(InvalidInput) as refused:
+        layout.matrix(InputTensor("x", "UINT64", (1, 3), [2**64, 0, 1]), 10)
+    assert refused.value.message == "input at position 0, row 0: must be an integer UINT64 holds"

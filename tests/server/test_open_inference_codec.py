@@ -89,6 +89,11 @@ BODIES: dict[str, bytes] = {
     "an empty row": json.dumps(
         _changed(3, shape=[ROWS], data=[[]] + [[1.0]] * (ROWS - 2) + [[1.0, 2.0]])
     ).encode(),
+    "outputs a number": json.dumps({**_request(), "outputs": 5}).encode(),
+    "outputs false": json.dumps({**_request(), "outputs": False}).encode(),
+    "outputs an object": json.dumps({**_request(), "outputs": {}}).encode(),
+    "a byte-order mark": b"\xef\xbb\xbf" + json.dumps(_request()).encode(),
+    "invalid UTF-8 in a name": json.dumps(_changed(3, name="feature_4@")).encode().replace(b"@", b"\xff"),
     "flat data with an array inside": json.dumps(
         {
             "inputs": [
@@ -184,3 +189,10 @@ def test_shapes_are_bounded_before_they_are_multiplied(shape: list[int], message
     with pytest.raises(ServingError) as refused:
         rest.decode_request(body, None)
     assert refused.value.message == message
+
+
+def test_invalid_utf8_in_a_small_body_is_a_400() -> None:
+    body = b'{"inputs":[{"name":"a\xff","datatype":"FP64","shape":[1],"data":[1]}]}'
+    with pytest.raises(ServingError) as refused:
+        rest.decode_request(body, None)
+    assert (refused.value.status_code, refused.value.message) == (400, "the request body is not valid JSON")
