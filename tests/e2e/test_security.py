@@ -873,6 +873,29 @@ def test_an_anonymous_grpc_message_is_refused_before_it_is_read(production: Prod
     assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
 
 
+def test_an_authenticated_malformed_grpc_message_is_invalid_argument(production: Production) -> None:
+    with grpc.insecure_channel(f"127.0.0.1:{production.grpc_port}") as channel:
+        call = channel.unary_unary(
+            GRPC_METHOD.format("ModelInfer"), request_serializer=None, response_deserializer=None
+        )
+        with pytest.raises(grpc.RpcError) as refused:
+            call(b"\xff\xff not a message", metadata=(("x-api-key", production.reader_key),), timeout=30)
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert refused.value.details() == "the message is not a valid ModelInferRequest"
+
+
+def test_a_shape_is_bounded_before_it_is_multiplied(production: Production, http: httpx.Client) -> None:
+    """A shape of thousands of huge dimensions is refused at once (multiplied, it cost seconds)."""
+    tensor = {"name": "x", "datatype": "FP64", "shape": [2**62] * 20_000, "data": [1.0]}
+    started = time.monotonic()
+    response = http.post(
+        "/v2/models/breast-cancer-classifier/infer", json={"inputs": [tensor]}, headers=production.reader()
+    )
+    assert time.monotonic() - started < 10
+    assert response.status_code == 422
+    assert response.json() == {"error": "input at position 0: shape has 20000 dimensions; at most 8"}
+
+
 def test_grpc_probes_stay_open(production: Production) -> None:
     assert _grpc_call(production, "ServerLive", messages.ServerLiveRequest())[0].live
     assert _grpc_call(production, "ServerReady", messages.ServerReadyRequest())[0].ready
