@@ -885,13 +885,12 @@ def test_an_authenticated_malformed_grpc_message_is_invalid_argument(production:
 
 
 def test_a_shape_is_bounded_before_it_is_multiplied(production: Production, http: httpx.Client) -> None:
-    """A shape of thousands of huge dimensions is refused at once (multiplied, it cost seconds)."""
+    """A shape of thousands of huge dimensions is refused by its number of dimensions, before any
+    product (multiplied, it cost seconds of CPU, and its message was too long for Python to print)."""
     tensor = {"name": "x", "datatype": "FP64", "shape": [2**62] * 20_000, "data": [1.0]}
-    started = time.monotonic()
     response = http.post(
         "/v2/models/breast-cancer-classifier/infer", json={"inputs": [tensor]}, headers=production.reader()
     )
-    assert time.monotonic() - started < 10
     assert response.status_code == 422
     assert response.json() == {"error": "input at position 0: shape has 20000 dimensions; at most 8"}
 
