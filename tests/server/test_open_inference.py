@@ -477,3 +477,12 @@ def test_integer_contents_keep_their_exact_values() -> None:
     with pytest.raises(InvalidInput) as refused:
         layout.matrix(InputTensor("x", "UINT64", (1, 3), [2**64, 0, 1]), 10)
     assert refused.value.message == "input at position 0, row 0: must be an integer UINT64 holds"
+
+
+def test_fp16_values_are_scored_at_their_precision(client: TestClient, dataset: pd.DataFrame) -> None:
+    """FP16 travels as raw bytes (JSON has no 16-bit numbers of its own); it is scored as sent."""
+    frame = dataset.iloc[:10, :].clip(upper=60_000)  # FP16 holds up to 65,504
+    body, length = _binary_request(frame, "<f2", "FP16", binary_out=False)
+    response = client.post(INFER, content=body, headers={"Inference-Header-Content-Length": str(length)})
+    assert response.status_code == 200, response.text
+    assert_same_as_invocations(response.json(), invocations(client, frame.astype("<f2").astype(np.float64)))
