@@ -30,10 +30,12 @@ from server.codecs.tensors import (
     TensorRequest,
     check_shape,
     datatype_of,
+    position_label,
     raw_bytes,
+    refuse,
     shape_holds,
 )
-from server.errors import BadRequest, InvalidInput, Problem
+from server.errors import BadRequest, InvalidInput
 
 HEADER_LENGTH = "inference-header-content-length"
 BINARY_SIZE = "binary_data_size"
@@ -178,7 +180,7 @@ def _plain(body: bytes) -> RestRequest | None:
     for position, tensor in enumerate(tensors):
         shape, count = tensor.shape, len(tensor.values)
         if not shape_holds(shape, count):
-            check_shape(shape, count, _label(position))  # raises, saying which
+            check_shape(shape, count, position_label(position))  # raises, saying which
     return _plain_request(tensors, extras)
 
 
@@ -260,14 +262,8 @@ def _shape_error(message: str) -> InvalidInput:
     found = _DATA_AT.search(message)
     if found is not None:
         position, index = found.groups()
-        text = f"input at position {position}, data[{index}]: values must be numbers"
-    else:
-        text = f"the request does not follow the Open Inference Protocol: {message}"
-    return InvalidInput(text, problems=[Problem(text)])
-
-
-def _label(position: int) -> str:
-    return f"input at position {position}"
+        return refuse(f"{position_label(int(position))}, data[{index}]: values must be numbers")
+    return refuse(f"the request does not follow the Open Inference Protocol: {message}")
 
 
 def _inputs(inputs: list[_Input], binary: memoryview) -> list[InputTensor]:
@@ -281,21 +277,22 @@ def _inputs(inputs: list[_Input], binary: memoryview) -> list[InputTensor]:
         data = item.data
         if parameters is not None and parameters.get(BINARY_SIZE) is not None:
             if data is not None:
-                raise _invalid(f"{_label(position)}: holds both data and {BINARY_SIZE}")
-            values, offset = _raw(item, parameters[BINARY_SIZE], binary, offset, _label(position))
+                raise refuse(f"{position_label(position)}: holds both data and {BINARY_SIZE}")
+            values, offset = _raw(item, parameters[BINARY_SIZE], binary, offset, position_label(position))
             count = len(values)
         elif data is None:
-            raise _invalid(f"{_label(position)}: holds no data")
+            raise refuse(f"{position_label(position)}: holds no data")
         else:
             values = data
             count = len(data) if not data or type(data[0]) is float else _nested_count(data, position)
         shape = item.shape
         if not shape_holds(shape, count):
             # raises, saying which; nested data's own count, in case its rows are not alike
-            check_shape(shape, _values_in(values) if type(values) is list else count, _label(position))
+            held = _values_in(values) if type(values) is list else count
+            check_shape(shape, held, position_label(position))
         tensors.append(InputTensor(item.name, item.datatype, tuple(shape), values))
     if offset != len(binary):
-        raise _invalid(
+        raise refuse(
             f"the body holds {len(binary) - offset} bytes after the inputs' {BINARY_SIZE} say it ends"
         )
     return tensors
@@ -303,12 +300,12 @@ def _inputs(inputs: list[_Input], binary: memoryview) -> list[InputTensor]:
 
 def _raw(item: _Input, size: Any, binary: memoryview, offset: int, label: str) -> tuple[np.ndarray, int]:
     if type(size) is not int or size < 0:
-        raise _invalid(f"{label}: {BINARY_SIZE} must be a number of bytes")
+        raise refuse(f"{label}: {BINARY_SIZE} must be a number of bytes")
     if offset + size > len(binary):
-        raise _invalid(f"{label}: {BINARY_SIZE} reaches past the end of the body")
+        raise refuse(f"{label}: {BINARY_SIZE} reaches past the end of the body")
     dtype = datatype_of(item.datatype, label)
     if size % dtype.itemsize:
-        raise _invalid(f"{label}: {size} bytes are not a whole number of {item.datatype} values")
+        raise refuse(f"{label}: {size} bytes are not a whole number of {item.datatype} values")
     values = np.frombuffer(binary[offset : offset + size], dtype=dtype)
     return values, offset + size
 
@@ -322,12 +319,8 @@ def _nested_count(data: list[Any], position: int) -> int:
     ragged or mixed list is refused when it is made into an array)."""
     count = len(data) * len(data[0])
     if count > MAX_LISTED_VALUES:
-        raise _invalid(f"{_label(position)}: data holds more than {MAX_LISTED_VALUES} values")
+        raise refuse(f"{position_label(position)}: data holds more than {MAX_LISTED_VALUES} values")
     return count
-
-
-def _invalid(message: str) -> InvalidInput:
-    return InvalidInput(message, problems=[Problem(message)])
 
 
 @dataclass(frozen=True, slots=True)

@@ -84,13 +84,19 @@ class OutputTensor:
     values: np.ndarray
 
 
-def _refuse(message: str, *, field: str | None = None, index: int | None = None) -> InvalidInput:
+def refuse(message: str, *, field: str | None = None, index: int | None = None) -> InvalidInput:
+    """The protocols' refusal of a request: its message is the whole answer (`{"error": ...}`)."""
     return InvalidInput(message, problems=[Problem(message, field=field, index=index)])
+
+
+def position_label(position: int) -> str:
+    """How an error names an input by its place in the request."""
+    return f"input at position {position}"
 
 
 def input_label(tensor: InputTensor, position: int, feature_names: frozenset[str]) -> str:
     """How an error names an input: its name when it is one of the model's, else its position."""
-    return f"input {tensor.name}" if tensor.name in feature_names else f"input at position {position}"
+    return f"input {tensor.name}" if tensor.name in feature_names else position_label(position)
 
 
 # Bounds on a shape as sent, checked before its dimensions are multiplied: the product of
@@ -118,13 +124,13 @@ def check_shape(shape: Sequence[int], count: int, label: str) -> tuple[int, ...]
     """The shape, when its dimensions are sizes and hold exactly `count` values; else a refusal
     that says which rule it breaks."""
     if len(shape) > MAX_DIMENSIONS:
-        raise _refuse(f"{label}: shape has {len(shape)} dimensions; at most {MAX_DIMENSIONS}")
+        raise refuse(f"{label}: shape has {len(shape)} dimensions; at most {MAX_DIMENSIONS}")
     if any(dimension < 0 for dimension in shape):
-        raise _refuse(f"{label}: shape must hold sizes, not negative numbers")
+        raise refuse(f"{label}: shape must hold sizes, not negative numbers")
     if any(dimension > MAX_TENSOR_VALUES for dimension in shape):
-        raise _refuse(f"{label}: a dimension of its shape is over {MAX_TENSOR_VALUES}")
+        raise refuse(f"{label}: a dimension of its shape is over {MAX_TENSOR_VALUES}")
     if prod(shape) != count:
-        raise _refuse(f"{label}: shape {list(shape)} needs {prod(shape)} values, data holds {count}")
+        raise refuse(f"{label}: shape {list(shape)} needs {prod(shape)} values, data holds {count}")
     return tuple(shape)
 
 
@@ -133,10 +139,10 @@ def datatype_of(datatype: str, label: str) -> np.dtype[Any]:
     if dtype is not None:
         return dtype
     if datatype in OTHER_DATATYPES:
-        raise _refuse(
+        raise refuse(
             f"{label}: datatype {datatype} cannot carry a feature; send FP64, FP32 or an integer type"
         )
-    raise _refuse(
+    raise refuse(
         f"{label}: unknown datatype; the protocol's numeric types are {', '.join(NUMERIC_DATATYPES)}"
     )
 
@@ -153,14 +159,14 @@ class TensorLayout:
     def rows(self, inputs: Sequence[InputTensor], max_rows: int) -> np.ndarray:
         """The (N, width) float64 rows the inputs hold, checked; `InvalidInput` says what is wrong."""
         if not inputs:
-            raise _refuse("the request holds no inputs")
+            raise refuse("the request holds no inputs")
         if len(inputs) > MAX_COLUMNS:
-            raise _refuse(f"the request holds {len(inputs)} inputs; at most {MAX_COLUMNS}")
+            raise refuse(f"the request holds {len(inputs)} inputs; at most {MAX_COLUMNS}")
         if any(tensor.name in self._positions for tensor in inputs):
             return self._columns(inputs, max_rows)
         if len(inputs) == 1:
             return self.matrix(inputs[0], max_rows)
-        raise _refuse(
+        raise refuse(
             f"send one input per feature, named as the model's signature names them "
             f"({self.feature_names[0]} ...), or one [N, {self.width}] input"
         )
@@ -169,7 +175,7 @@ class TensorLayout:
         """The rows of one [N, width] input, whatever its name."""
         label = input_label(tensor, 0, self._names)
         if len(tensor.shape) != 2 or tensor.shape[1] != self.width:
-            raise _refuse(
+            raise refuse(
                 f"{label}: a single input must have shape [N, {self.width}] (one column per feature, "
                 f"in signature order), not {list(tensor.shape)}"
             )
@@ -177,7 +183,7 @@ class TensorLayout:
         if rows > max_rows:
             raise too_many_rows(rows, max_rows)
         if rows == 0:
-            raise _refuse(f"{label}: holds no rows")
+            raise refuse(f"{label}: holds no rows")
         values = _checked(tensor, label, width=self.width)
         return values.reshape(rows, self.width)
 
@@ -196,12 +202,12 @@ class TensorLayout:
         if rows > max_rows:
             raise too_many_rows(rows, max_rows)
         if rows == 0:
-            raise _refuse(f"{input_label(inputs[0], 0, self._names)}: holds no rows")
+            raise refuse(f"{input_label(inputs[0], 0, self._names)}: holds no rows")
         if len(inputs) != len({tensor.name for tensor in inputs}):
             seen: set[str] = set()
             for position, tensor in enumerate(inputs):
                 if tensor.name in seen:
-                    raise _refuse(
+                    raise refuse(
                         f"{input_label(tensor, position, self._names)} is given twice", field=tensor.name
                     )
                 seen.add(tensor.name)
@@ -212,7 +218,7 @@ class TensorLayout:
             missing = [name for name in self.feature_names if name not in given]
         if missing:
             shown = ", ".join(missing[:10]) + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
-            raise _refuse(f"missing input{'s' if len(missing) > 1 else ''}: {shown}", field=missing[0])
+            raise refuse(f"missing input{'s' if len(missing) > 1 else ''}: {shown}", field=missing[0])
         assert rows is not None
         fast = _fp64_columns(inputs, self._positions, rows)
         if fast is not None:
@@ -227,14 +233,14 @@ class TensorLayout:
         """Raise what is wrong with one input of the column layout."""
         label = input_label(tensor, position, self._names)
         if tensor.name not in self._positions:
-            raise _refuse(
+            raise refuse(
                 f"{label} is not a feature of this model: with one input per feature, every "
                 "input is named by the signature"
             )
         shape = tensor.shape
         if not (len(shape) == 1 or (len(shape) == 2 and shape[1] == 1)):
-            raise _refuse(f"{label}: a feature's input must have shape [N] or [N, 1], not {list(shape)}")
-        raise _refuse(f"{label}: holds {shape[0]} rows where the inputs before it hold {rows}")
+            raise refuse(f"{label}: a feature's input must have shape [N] or [N, 1], not {list(shape)}")
+        raise refuse(f"{label}: holds {shape[0]} rows where the inputs before it hold {rows}")
 
 
 def _fp64_columns(inputs: Sequence[InputTensor], positions: dict[str, int], rows: int) -> np.ndarray | None:
@@ -275,7 +281,7 @@ def flat_values(tensor: InputTensor, label: str, dtype: np.dtype[Any] | None = N
     try:
         return np.array(values, dtype=np.float64).reshape(-1)
     except (TypeError, ValueError):  # rows of different lengths, or numbers among the rows
-        raise _refuse(f"{label}: data must be flat, or nested one level in rows of one length") from None
+        raise refuse(f"{label}: data must be flat, or nested one level in rows of one length") from None
 
 
 def _checked(tensor: InputTensor, label: str, *, width: int) -> np.ndarray:
@@ -315,7 +321,7 @@ def _value_refusal(label: str, bad: np.ndarray, width: int, reason: str) -> Inva
     row = int(flat[0]) // width
     more = len(flat) - 1
     suffix = f" (and {more} more value{'s' if more > 1 else ''})" if more else ""
-    return _refuse(f"{label}, row {row}: {reason}{suffix}", index=row)
+    return refuse(f"{label}, row {row}: {reason}{suffix}", index=row)
 
 
 class OutputLayout:
@@ -342,7 +348,7 @@ class OutputLayout:
             return None
         for position, name in enumerate(requested):
             if name not in self._known:
-                raise _refuse(
+                raise refuse(
                     f"output at position {position} is not one of this model's outputs "
                     f"({', '.join(self.names)})"
                 )

@@ -19,10 +19,11 @@ from server.codecs.tensors import (
     TensorRequest,
     check_shape,
     datatype_of,
+    position_label,
     raw_bytes,
+    refuse,
     shape_holds,
 )
-from server.errors import InvalidInput, Problem
 from server.grpc import messages
 
 # The typed contents field each numeric datatype travels in.
@@ -41,39 +42,32 @@ CONTENTS_FIELD = {
 _OUTPUT_FIELD = {"INT64": "int64_contents", "FP64": "fp64_contents", "BOOL": "bool_contents"}
 
 
-def _invalid(message: str) -> InvalidInput:
-    return InvalidInput(message, problems=[Problem(message)])
-
-
-def _label(position: int) -> str:
-    return f"input at position {position}"
-
-
 def decode_request(request: Any) -> tuple[TensorRequest, bool]:
     """The request's tensors, and whether its inputs came as raw bytes. The loop runs once per
     input (thirty for one row in the column layout): labels are made for errors only."""
     raw = request.raw_input_contents
     inputs = request.inputs
     if raw and len(raw) != len(inputs):
-        raise _invalid(f"raw_input_contents holds {len(raw)} entries for {len(inputs)} inputs; one per input")
+        raise refuse(f"raw_input_contents holds {len(raw)} entries for {len(inputs)} inputs; one per input")
     tensors = []
     for position, tensor in enumerate(inputs):
         values = _raw(tensor, raw[position], position) if raw else _typed(tensor, position)
         shape = tuple(tensor.shape)
         if not shape_holds(shape, len(values)):
-            check_shape(shape, len(values), _label(position))  # raises, saying which
+            check_shape(shape, len(values), position_label(position))  # raises, saying which
         tensors.append(InputTensor(tensor.name, tensor.datatype, shape, values))
     outputs = tuple(output.name for output in request.outputs) or None
     return TensorRequest(tensors, outputs, request.id or None, None), bool(raw)
 
 
 def _raw(tensor: Any, data: bytes, position: int) -> np.ndarray:
-    dtype = datatype_of(tensor.datatype, _label(position))
+    dtype = datatype_of(tensor.datatype, position_label(position))
     if tensor.HasField("contents") and tensor.contents.ListFields():
-        raise _invalid(f"{_label(position)}: holds contents beside raw_input_contents")
+        raise refuse(f"{position_label(position)}: holds contents beside raw_input_contents")
     if len(data) % dtype.itemsize:
-        raise _invalid(
-            f"{_label(position)}: {len(data)} raw bytes are not a whole number of {tensor.datatype} values"
+        raise refuse(
+            f"{position_label(position)}: {len(data)} raw bytes are not a whole number of "
+            f"{tensor.datatype} values"
         )
     return np.frombuffer(data, dtype=dtype)
 
@@ -82,16 +76,19 @@ def _typed(tensor: Any, position: int) -> list[Any]:
     """The typed contents as a list (the layout makes every input's into one array at once)."""
     field = CONTENTS_FIELD.get(tensor.datatype)
     if field is None:
-        datatype_of(tensor.datatype, _label(position))  # raises for a type no feature takes
+        label = position_label(position)
+        datatype_of(tensor.datatype, label)  # raises for a type no feature takes
         # FP16 has no typed field: it travels raw only
-        raise _invalid(f"{_label(position)}: {tensor.datatype} values travel in raw_input_contents only")
+        raise refuse(
+            f"{position_label(position)}: {tensor.datatype} values travel in raw_input_contents only"
+        )
     contents = tensor.contents
     fields = contents.ListFields()
     if len(fields) > 1 or (fields and fields[0][0].name != field):
-        raise _invalid(f"{_label(position)}: {tensor.datatype} values belong in contents.{field}")
+        raise refuse(f"{position_label(position)}: {tensor.datatype} values belong in contents.{field}")
     values = getattr(contents, field)
     if len(values) > MAX_LISTED_VALUES:
-        raise _invalid(f"{_label(position)}: holds more than {MAX_LISTED_VALUES} values")
+        raise refuse(f"{position_label(position)}: holds more than {MAX_LISTED_VALUES} values")
     return list(values)
 
 

@@ -219,10 +219,12 @@ def protocol_of(endpoint: str) -> str:
 
 
 def _request_series(endpoint: str, variant: tuple[str, str]) -> tuple[Counter, Histogram]:
-    key = (endpoint, protocol_of(endpoint), *variant)
+    """Bound once per endpoint and variant: every request's path looks them up."""
+    key = (endpoint, *variant)
     series = _REQUEST_SERIES.get(key)
     if series is None:
-        series = _REQUEST_SERIES[key] = (REQUESTS.labels(*key), LATENCY.labels(*key))
+        labels = (endpoint, protocol_of(endpoint), *variant)
+        series = _REQUEST_SERIES[key] = (REQUESTS.labels(*labels), LATENCY.labels(*labels))
     return series
 
 

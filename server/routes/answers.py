@@ -42,18 +42,7 @@ def answered_call(
     services.router.answered(served, features, answer)
     log = services.prediction_log
     if log is not None and log.sampled():
-        log.offer(
-            Entry(
-                time.time(),
-                current_request_id.get() or "",
-                call.route,
-                _source(served),
-                features,
-                answer,
-                (time.perf_counter() - call.started) * 1000,
-                call.caller,
-            )
-        )
+        log.offer(_entry_of(served, features, answer, call.route, call.started, call.caller))
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,16 +79,28 @@ def _entry(
 ) -> Entry:
     scope = request.scope
     state = scope.get("state", {})
-    started = state.get(STARTED_STATE)
+    route = route_template(route_path(scope))
+    return _entry_of(served, features, answer, route, state.get(STARTED_STATE), state.get(CALLER_STATE))
+
+
+def _entry_of(
+    served: Served,
+    features: np.ndarray | None,
+    answer: Prediction | list[Any] | None,
+    route: str,
+    started: float | None,
+    caller: str | None,
+) -> Entry:
+    """The log's entry for an answer given now, whichever transport carried it."""
     return Entry(
         time.time(),
         current_request_id.get() or "",
-        route_template(route_path(scope)),
+        route,
         _source(served),
         features,
         answer,
         (time.perf_counter() - started) * 1000 if started is not None else 0.0,
-        state.get(CALLER_STATE),
+        caller,
     )
 
 

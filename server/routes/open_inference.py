@@ -15,15 +15,16 @@ from starlette.concurrency import run_in_threadpool
 from server.codecs.body import read_body, require_identity_encoding
 from server.codecs.limits import INLINE_READ_MAX_BYTES
 from server.codecs.open_inference_rest import HEADER_LENGTH, decode_request, encode_response
-from server.edge.request_context import CALLER_STATE, VARIANT_STATE, current_request_id
+from server.edge.request_context import current_request_id
 from server.edge.route_path import route_path
 from server.errors import UnsupportedMediaType
 from server.inference.open_inference import OpenInference
-from server.inference.variants import ROUTING_KEY_HEADER, Served
+from server.inference.variants import Served
 from server.live.readiness import answers_example
 from server.routes.answers import answered
 from server.routes.dependencies import ServicesDep, services_of
 from server.routes.openapi import INFER_REQUEST, open_inference_errors, request_body
+from server.routes.predictions import noted, routing_key
 
 router = APIRouter(prefix="/v2", tags=["open inference protocol"])
 
@@ -45,11 +46,7 @@ def model_reference(path: str) -> tuple[str, str | None]:
 def resolve(request: Request, plane: OpenInference, path: str) -> Served:
     """The variant a request for the path's model answers with, noted for the traffic metrics."""
     name, version = model_reference(path)
-    state = request.scope.setdefault("state", {})
-    key = request.headers.get(ROUTING_KEY_HEADER) or state.get(CALLER_STATE)
-    served = plane.served(name, version, key)
-    state[VARIANT_STATE] = served.labels
-    return served
+    return noted(request, plane.served(name, version, routing_key(request)))
 
 
 @router.get("", summary="Server metadata", responses=open_inference_errors(401, 403, 429))

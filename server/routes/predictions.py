@@ -30,15 +30,21 @@ from server.routes.schemas import BatchPredictResponse, PredictResponse
 router = APIRouter(tags=["predictions"])
 
 
-def choose_variant(request: Request, router: VariantRouter) -> Served:
-    """The variant that answers this request, by its routing key (`X-Routing-Key`, else the
-    authenticated caller; looked for only when there is a challenger), noted on the request for
-    the traffic metrics."""
-    state = request.scope.setdefault("state", {})
-    key = (request.headers.get(ROUTING_KEY_HEADER) or state.get(CALLER_STATE)) if router.configured else None
-    served = router.choose(key)
-    state[VARIANT_STATE] = served.labels
+def routing_key(request: Request) -> str | None:
+    """The request's routing key: `X-Routing-Key`, else the authenticated caller, else none."""
+    return request.headers.get(ROUTING_KEY_HEADER) or request.scope.get("state", {}).get(CALLER_STATE)
+
+
+def noted(request: Request, served: Served) -> Served:
+    """`served`, noted on the request as the variant that answers it (for the traffic metrics)."""
+    request.scope.setdefault("state", {})[VARIANT_STATE] = served.labels
     return served
+
+
+def choose_variant(request: Request, router: VariantRouter) -> Served:
+    """The variant that answers this request, by its routing key (looked for only when there is
+    a challenger), noted on the request."""
+    return noted(request, router.choose(routing_key(request) if router.configured else None))
 
 
 async def _json_body(request: Request, limit: int) -> bytes:
