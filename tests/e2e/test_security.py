@@ -31,6 +31,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from mlflow import MlflowClient
@@ -859,6 +860,12 @@ def test_grpc_methods_need_the_predict_scope(production: Production, method: str
         (("authorization", f"Bearer {production.ops_key}"),),
     ):
         _grpc_call(production, method, request, metadata)
+    claims = {"sub": "svc", "exp": time.time() + 60, "scope": "metrics"}
+    lacking = jwt.encode(claims, production.jwt_key, algorithm="HS256")
+    with pytest.raises(grpc.RpcError) as forbidden:
+        _grpc_call(production, method, request, (("authorization", f"Bearer {lacking}"),))
+    assert forbidden.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert forbidden.value.details() == "this credential lacks the 'predict' scope"
 
 
 def test_an_anonymous_grpc_message_is_refused_before_it_is_read(production: Production) -> None:
@@ -893,6 +900,11 @@ def test_a_shape_is_bounded_before_it_is_multiplied(production: Production, http
     )
     assert response.status_code == 422
     assert response.json() == {"error": "input at position 0: shape has 20000 dimensions; at most 8"}
+    tensor["shape"] = [2**62, 2**62]
+    response = http.post(
+        "/v2/models/breast-cancer-classifier/infer", json={"inputs": [tensor]}, headers=production.reader()
+    )
+    assert response.json() == {"error": "input at position 0: a dimension of its shape is over 16777216"}
 
 
 def test_grpc_probes_stay_open(production: Production) -> None:
@@ -901,6 +913,11 @@ def test_grpc_probes_stay_open(production: Production) -> None:
     with grpc.insecure_channel(f"127.0.0.1:{production.grpc_port}") as channel:
         answer = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10)
     assert answer.status == health_pb2.HealthCheckResponse.SERVING
+    with grpc.insecure_channel(f"127.0.0.1:{production.grpc_port}") as channel:
+        stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+        requests = iter([reflection_pb2.ServerReflectionRequest(list_services="")])
+        (listing,) = list(stub.ServerReflectionInfo(requests, timeout=10))
+    assert "inference.GRPCInferenceService" in {s.name for s in listing.list_services_response.service}
 
 
 def test_grpc_answers_carry_the_request_id_and_version_and_are_logged_by_key_name(

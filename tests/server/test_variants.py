@@ -435,6 +435,23 @@ def test_put_refuses_a_body_that_is_not_json(client: TestClient) -> None:
 # --- 4. a real challenger ------------------------------------------------------------------------
 
 
+def test_a_version_in_an_open_inference_path_names_its_variant(
+    split_client: TestClient, variant_model: str
+) -> None:
+    """README: on /v2, a version names a variant: the champion's (v1) or the challenger's (v2),
+    whatever the split would choose."""
+    tensor = {"name": "input-0", "datatype": "FP64", "shape": [1, len(ROW)], "data": [list(ROW.values())]}
+    assert split_client.get(f"/v2/models/{variant_model}").json()["versions"] == ["1", "2"]
+    for version, variant in (("1", CHAMPION), ("2", CHALLENGER)):
+        for _ in range(5):
+            response = split_client.post(
+                f"/v2/models/{variant_model}/versions/{version}/infer", json={"inputs": [tensor]}
+            )
+            assert response.status_code == 200, response.text
+            assert response.headers["x-model-variant"] == variant
+            assert response.json()["model_version"] == version
+
+
 def test_split_keeps_each_routing_key_on_one_variant_and_counts_each_answer(split_client: TestClient) -> None:
     document = _variants(split_client)
     before, shadow_before = _requests_by_variant(document), _shadow_requests(document)
